@@ -1,0 +1,1 @@
+"""The HTTP edge: app factory, middleware, problem responses and shared dependencies."""

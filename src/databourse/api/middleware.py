@@ -1,0 +1,105 @@
+"""One pure-ASGI middleware: request ids, access logs and the request-body limit.
+
+Written as plain ASGI rather than Starlette's BaseHTTPMiddleware so that it adds no task
+switch per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from databourse.logs import request_id
+
+log = logging.getLogger("databourse.access")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        rid = given if _SAFE_ID.match(given) else secrets.token_hex(8)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = {"code": 500}
+        limit = self.max_body
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, send, rid)
+            request_id.reset(token)
+            return
+        downstream_receive = receive
+        if not declared.isdigit() and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A body of unknown length is read up to the limit before the app sees it, so
+            # an oversized one is refused with a problem rather than failing mid-parse.
+            buffered: list[Message] = []
+            seen = 0
+            while True:
+                msg = await receive()
+                buffered.append(msg)
+                if msg["type"] != "http.request":
+                    break
+                seen += len(msg.get("body", b""))
+                if seen > limit:
+                    await self._too_large(scope, send, rid)
+                    request_id.reset(token)
+                    return
+                if not msg.get("more_body", False):
+                    break
+
+            async def replay() -> Message:
+                return buffered.pop(0) if buffered else await receive()
+
+            downstream_receive = replay
+
+        async def send_with_id(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                status["code"] = msg["status"]
+                msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(msg)
+
+        try:
+            await self.app(scope, downstream_receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status["code"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            request_id.reset(token)
+
+    async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
+        import json
+
+        body: dict[str, Any] = {
+            "type": "urn:databourse:problem:payload-too-large",
+            "title": "The request body is too large",
+            "status": 413,
+            "detail": f"the body exceeds {self.max_body} bytes",
+            "instance": scope["path"],
+            "request_id": rid,
+        }
+        raw = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(raw)).encode()),
+            (b"x-request-id", rid.encode()),
+        ]})
+        await send({"type": "http.response.body", "body": raw})

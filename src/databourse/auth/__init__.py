@@ -1,0 +1,1 @@
+"""Authentication (passwords, sessions, bearer tokens, API keys) and the authorization policy."""

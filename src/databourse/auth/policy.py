@@ -1,0 +1,136 @@
+"""The authorization policy: one table of role × action × ownership, deny by default.
+
+Every endpoint names one action; ``authorize`` is the only place that decides. A rule
+gives, per role, the reach of the action: ``ANY`` object, the principal's ``OWN``
+organisation's objects only, or nothing. The pseudo-role ``MEMBER`` applies to every
+authenticated principal whatever its roles (an applicant has no roles yet).
+
+An organisation may act only in the states its action allows: every write needs an
+admitted organisation unless the action names other states, and no write ever allows
+``suspended`` (a suspended organisation can only read its own records).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from databourse.errors import Forbidden, NotFound, OrganisationInactive
+
+MEMBER = "member"
+
+
+class Reach(Enum):
+    OWN = "own"
+    ANY = "any"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a user acting for its organisation, or an organisation's API key."""
+
+    kind: str  # "user" | "apikey" | "system"
+    id: str
+    org_id: str
+    org_status: str
+    roles: frozenset[str]
+    is_admin: bool = False
+    scopes: frozenset[str] = frozenset({"read", "write"})
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    write: bool
+    rules: dict[str, Reach]
+    admin_only: bool = False  # needs an organisation administrator (users and keys of an org)
+    statuses: frozenset[str] = field(default_factory=lambda: frozenset({"admitted"}))
+    users_only: bool = False  # not available to API keys (managing credentials)
+
+
+READ_STATUSES = frozenset(
+    {"applied", "under_review", "admitted", "rejected", "suspended", "withdrawn"}
+)
+APPLICANT = frozenset({"applied", "under_review", "admitted"})
+# An organisation acting on its own admission: the workflow decides what is possible.
+SELF_SERVICE = READ_STATUSES - {"suspended"}
+OP, REG = "operator", "regulator"
+OWN, ANY = Reach.OWN, Reach.ANY
+
+
+def _read(name: str, rules: dict[str, Reach]) -> Action:
+    return Action(name, False, rules, statuses=READ_STATUSES)
+
+
+POLICY: dict[str, Action] = {
+    a.name: a
+    for a in [
+        _read("me.read", {MEMBER: OWN}),
+        _read("org.read", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        _read("org.list", {OP: ANY, REG: ANY}),
+        _read("decision.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        Action("org.resubmit", True, {MEMBER: OWN}, admin_only=True, users_only=True,
+               statuses=SELF_SERVICE),
+        Action("org.withdraw", True, {MEMBER: OWN}, admin_only=True, users_only=True,
+               statuses=SELF_SERVICE),
+        Action("admission.start_review", True, {OP: ANY}),
+        Action("admission.admit", True, {OP: ANY}),
+        Action("admission.reject", True, {OP: ANY}),
+        Action("admission.suspend", True, {OP: ANY, REG: ANY}),
+        Action("admission.reinstate", True, {OP: ANY}),
+        Action("role.grant", True, {OP: ANY}),
+        Action("role.revoke", True, {OP: ANY}),
+        _read("user.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        Action("user.create", True, {MEMBER: OWN}, admin_only=True, users_only=True,
+               statuses=APPLICANT),
+        Action("user.deactivate", True, {MEMBER: OWN, OP: ANY}, admin_only=True,
+               users_only=True, statuses=APPLICANT),
+        _read("apikey.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        Action("apikey.create", True, {MEMBER: OWN}, admin_only=True, users_only=True),
+        Action("apikey.revoke", True, {MEMBER: OWN, OP: ANY}, admin_only=True, users_only=True),
+    ]
+}
+
+
+def reach(principal: Principal, action: Action) -> Reach | None:
+    """The widest reach any of the principal's roles gives for the action."""
+    reaches = [action.rules[r] for r in (*principal.roles, MEMBER) if r in action.rules]
+    if not reaches:
+        return None
+    return ANY if ANY in reaches else OWN
+
+
+def authorize(principal: Principal, action_name: str, owner_org_id: str | None = None) -> Reach:
+    """Allow or raise. ``owner_org_id`` is the organisation owning the object acted on.
+
+    An object of another organisation that the principal may not reach is reported as
+    not found, so that ids of other parties' objects cannot be probed.
+    """
+    action = POLICY.get(action_name)
+    if action is None:
+        raise Forbidden(f"no policy for action {action_name!r}")  # deny by default
+    if principal.kind == "system":
+        return ANY  # the exchange itself: its console (CLI) and scheduled jobs
+    got = reach(principal, action)
+    if got is None:
+        raise Forbidden(f"your organisation's roles do not allow {action_name}")
+    if owner_org_id is not None and got is OWN and owner_org_id != principal.org_id:
+        raise NotFound()
+    needed_scope = "write" if action.write else "read"
+    if principal.kind == "apikey" and (action.users_only or needed_scope not in principal.scopes):
+        raise Forbidden(f"this API key may not {action_name}")
+    if principal.org_status not in action.statuses:
+        raise OrganisationInactive(
+            f"an organisation that is {principal.org_status} may not {action_name}"
+        )
+    if action.admin_only and not principal.is_admin and principal.kind == "user":
+        raise Forbidden(f"{action_name} needs an organisation administrator")
+    return got
+
+
+#: The exchange acting for itself (the operator's console with database access, jobs).
+SYSTEM_PRINCIPAL = Principal("system", "console", "exchange", "admitted", frozenset({OP}))

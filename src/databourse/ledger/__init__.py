@@ -1,0 +1,1 @@
+"""Transparency ledger: signed notes, checkpoints and witness cosignatures."""

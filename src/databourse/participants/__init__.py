@@ -1,0 +1,1 @@
+"""Participants: organisations, their roles and users, and the admission workflow."""

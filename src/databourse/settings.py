@@ -1,0 +1,56 @@
+"""Configuration from the environment (prefix ``DATABOURSE_``).
+
+Every rule with a number in it (token lifetimes, body limits) is a setting with the
+brief's value as its default, because rules change.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATABOURSE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where the embedded store, keys and files live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is a SQLite file in data_dir. "
+        "PostgreSQL: postgresql+psycopg://user@host/db"
+    )
+    signing_key_path: Path | None = Field(
+        None, description="The exchange's Ed25519 signing key; generated on first start."
+    )
+    token_secret_path: Path | None = Field(
+        None, description="Secret for bearer tokens; shared by all processes of one exchange."
+    )
+    exchange_name: str = "databourse.local"
+    access_token_ttl_seconds: int = 900
+    session_ttl_seconds: int = 7 * 24 * 3600
+    session_cookie_secure: bool = False
+    max_body_bytes: int = 1_000_000
+    idempotency_ttl_hours: int = 24
+    log_level: str = "INFO"
+    demo_password: SecretStr = SecretStr("demo-password-2026")
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'databourse.sqlite3').as_posix()}"
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.signing_key_path or self.data_dir / "keys" / "exchange-ed25519.key"
+
+    @property
+    def token_secret_file(self) -> Path:
+        return self.token_secret_path or self.data_dir / "keys" / "token-secret"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
