@@ -162,10 +162,15 @@ def quick_party(ex: Exchange, roles: list[str] | None = None, status: str = "adm
     from databourse.auth.policy import SYSTEM_PRINCIPAL
     from databourse.auth.secrets import mint_access_token
     from databourse.participants import schemas, services
+    from databourse.participants.models import Role
     from databourse.uow import UnitOfWork
 
-    body = factories.application(roles)
+    exchange_roles = [r for r in roles or [] if r in ("operator", "regulator")]
+    requested = [r for r in roles or [] if r not in exchange_roles] or ["buyer"]
+    body = factories.application(requested)
     data = schemas.ApplicationIn.model_validate(body, strict=False)
+    if exchange_roles:
+        data = data.model_copy(update={"requested_roles": []})
     route = {"applied": [], "under_review": ["start_review"],
              "admitted": ["start_review", "admit"], "rejected": ["start_review", "reject"],
              "suspended": ["start_review", "admit", "suspend"], "withdrawn": ["withdraw"]}
@@ -177,6 +182,9 @@ def quick_party(ex: Exchange, roles: list[str] | None = None, status: str = "adm
         for step in route[status]:
             services.transition(uow, SYSTEM_PRINCIPAL, org.id, step, "setup",
                                 kyb if step == "admit" else None)
+            if step == "admit":
+                for role in exchange_roles:
+                    services.grant_role(uow, SYSTEM_PRINCIPAL, org.id, Role(role), "setup")
         uow.commit()
     party = Party.__new__(Party)
     party.ex, party.id, party.email = ex, org.id, user.email

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import reduce
 
 GetNode = Callable[[int, int], bytes]
 Node = tuple[int, int]
@@ -40,11 +41,8 @@ def _split(n: int) -> int:
 
 
 def _perfect_nodes(begin: int, end: int) -> list[Node]:
-    """Perfect nodes whose right fold is MTH(D[begin:end]), largest (leftmost) first.
-
-    Valid for every subtree the §2.1 recursion produces: there ``begin`` is a multiple of a power
-    of two >= end - begin, so each set bit of the size is one aligned, perfect node.
-    """
+    """Perfect nodes whose right fold is MTH(D[begin:end]), leftmost first. In every subtree the
+    §2.1 recursion yields, ``begin`` is aligned, so each set bit of the size is one perfect node."""
     nodes: list[Node] = []
     size = end - begin
     for level in range(size.bit_length() - 1, -1, -1):
@@ -56,17 +54,21 @@ def _perfect_nodes(begin: int, end: int) -> list[Node]:
 
 def _fold(hashes: Sequence[bytes]) -> bytes:
     """MTH of a range from its perfect nodes: the §2.1.1 split always puts the largest left."""
-    acc = hashes[-1]
-    for left in reversed(hashes[:-1]):
-        acc = node_hash(left, acc)
-    return acc
+    if not hashes:
+        return EMPTY_ROOT  # §2.1.1: "MTH({}) = HASH()"
+    return reduce(lambda right, left: node_hash(left, right), reversed(hashes[:-1]), hashes[-1])
+
+
+def _check_hash(value: bytes, what: str, error: type[ValueError] = ValueError) -> None:
+    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+        got = f"{len(value)} bytes" if isinstance(value, bytes) else type(value).__name__
+        raise error(f"{what} must be a {HASH_SIZE}-byte hash, got {got}")
 
 
 def _fetch(get_node: GetNode, level: int, index: int) -> bytes:
     """Read a stored node, refusing anything that is not a hash (a corrupt or missing row)."""
     value = get_node(level, index)
-    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
-        raise ValueError(f"node ({level}, {index}) is not a {HASH_SIZE}-byte hash")
+    _check_hash(value, f"node ({level}, {index})")
     return value
 
 
@@ -74,14 +76,17 @@ def _range_hash(begin: int, end: int, get_node: GetNode) -> bytes:
     return _fold([_fetch(get_node, lvl, idx) for lvl, idx in _perfect_nodes(begin, end)])
 
 
-def _check_hash(value: bytes, what: str, error: type[ValueError] = ValueError) -> None:
-    if not isinstance(value, bytes) or len(value) != HASH_SIZE:
-        size = len(value) if isinstance(value, bytes) else type(value).__name__
-        raise error(f"{what} must be a {HASH_SIZE}-byte hash, got {size}")
+def _check_proof(kind: str, proof: Sequence[bytes], want: int) -> None:
+    if len(proof) != want:
+        raise ProofError(f"{kind} proof has {len(proof)} hashes, want {want}")
+    for i, p in enumerate(proof):
+        _check_hash(p, f"proof[{i}]", ProofError)
 
 
 def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
     """Leaf ranges whose MTHs form PATH(index, D[size]) (§2.1.3.1), leaf-side first."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
     ranges: list[tuple[int, int]] = []
     begin, end = 0, size
     while end - begin > 1:
@@ -97,6 +102,8 @@ def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
 
 def _consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     """Leaf ranges whose MTHs form PROOF(old_size, D[new_size]) (§2.1.4.1), deepest first."""
+    if not 0 < old_size <= new_size:  # §2.1.4: defined for "0 < m < n"; m = n gives []
+        raise ValueError(f"no consistency proof from size {old_size} to size {new_size}")
     ranges: list[tuple[int, int]] = []
     begin, end, whole = 0, new_size, True  # "PROOF(m, D[n]) = SUBPROOF(m, D[n], true)"
     while old_size < end:
@@ -112,16 +119,6 @@ def _consistency_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     return ranges[::-1]
 
 
-def _check_index(index: int, size: int) -> None:
-    if not 0 <= index < size:
-        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
-
-
-def _check_sizes(old_size: int, new_size: int) -> None:
-    if not 0 < old_size <= new_size:  # §2.1.4: defined for "0 < m < n"; m = n gives []
-        raise ValueError(f"no consistency proof from size {old_size} to size {new_size}")
-
-
 def root_nodes(size: int) -> list[Node]:
     """Nodes whose right fold is the tree head of ``size`` leaves (also the append frontier)."""
     if size < 0:
@@ -131,8 +128,7 @@ def root_nodes(size: int) -> list[Node]:
 
 def root(size: int, get_node: GetNode) -> bytes:
     """MTH(D[size]) (§2.1.1) from stored perfect nodes."""
-    nodes = root_nodes(size)
-    return _fold([_fetch(get_node, lvl, idx) for lvl, idx in nodes]) if nodes else EMPTY_ROOT
+    return _fold([_fetch(get_node, lvl, idx) for lvl, idx in root_nodes(size)])
 
 
 def root_from_leaves(leaves: Sequence[bytes]) -> bytes:
@@ -164,26 +160,22 @@ def new_nodes_on_append(size: int, leaf: bytes, get_node: GetNode) -> list[tuple
 
 def inclusion_proof_nodes(index: int, size: int) -> list[Node]:
     """Every node ``inclusion_proof(index, size, ...)`` reads."""
-    _check_index(index, size)
     return [n for b, e in _inclusion_ranges(index, size) for n in _perfect_nodes(b, e)]
 
 
 def inclusion_proof(index: int, size: int, get_node: GetNode) -> list[bytes]:
     """Audit path PATH(index, D[size]) of RFC 9162 §2.1.3.1, leaf-side hash first."""
-    _check_index(index, size)
     return [_range_hash(b, e, get_node) for b, e in _inclusion_ranges(index, size)]
 
 
 def consistency_proof_nodes(old_size: int, new_size: int) -> list[Node]:
     """Every node ``consistency_proof(old_size, new_size, ...)`` reads."""
-    _check_sizes(old_size, new_size)
     ranges = _consistency_ranges(old_size, new_size)
     return [n for b, e in ranges for n in _perfect_nodes(b, e)]
 
 
 def consistency_proof(old_size: int, new_size: int, get_node: GetNode) -> list[bytes]:
     """PROOF(old_size, D[new_size]) of RFC 9162 §2.1.4.1; empty when the sizes are equal."""
-    _check_sizes(old_size, new_size)
     return [_range_hash(b, e, get_node) for b, e in _consistency_ranges(old_size, new_size)]
 
 
@@ -193,10 +185,7 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], roo
         raise ProofError(f"leaf index {index} is outside a tree of size {size}")
     _check_hash(leaf, "leaf hash", ProofError)
     _check_hash(root, "root", ProofError)
-    if len(proof) != (want := len(_inclusion_ranges(index, size))):
-        raise ProofError(f"inclusion proof has {len(proof)} hashes, want {want}")
-    for i, p in enumerate(proof):
-        _check_hash(p, f"proof[{i}]", ProofError)
+    _check_proof("inclusion", proof, len(_inclusion_ranges(index, size)))
     fn, sn, r = index, size - 1, leaf  # steps 2-3
     for p in proof:  # step 4
         if sn == 0:  # 4a
@@ -218,10 +207,8 @@ def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]
 ) -> None:
     """RFC 9162 §2.1.4.2: raise ProofError unless ``proof`` shows ``old_root`` is a prefix."""
-    if old_size < 0 or new_size < 0:
-        raise ProofError(f"tree sizes must not be negative, got {old_size} and {new_size}")
-    if new_size < old_size:  # a log only grows
-        raise ProofError(f"new size {new_size} is smaller than old size {old_size}")
+    if not 0 <= old_size <= new_size:  # a log only grows
+        raise ProofError(f"a log cannot go from size {old_size} to size {new_size}")
     if old_size == 0:  # §2.1.4 defines proofs for 0 < m only; transparency-dev rejects size 0
         raise ProofError("consistency with the empty tree is not provable")
     if old_size == new_size:
@@ -232,10 +219,7 @@ def verify_consistency(
         return
     _check_hash(old_root, "old root", ProofError)
     _check_hash(new_root, "new root", ProofError)
-    if len(proof) != (want := len(_consistency_ranges(old_size, new_size))):
-        raise ProofError(f"consistency proof has {len(proof)} hashes, want {want}")
-    for i, c in enumerate(proof):
-        _check_hash(c, f"proof[{i}]", ProofError)
+    _check_proof("consistency", proof, len(_consistency_ranges(old_size, new_size)))
     path = list(proof)  # step 1 (an empty path) is caught by the length check above
     if old_size & (old_size - 1) == 0:  # step 2: "If first is an exact power of 2, prepend"
         path.insert(0, old_root)
@@ -287,4 +271,4 @@ class Frontier:
 
     def root(self) -> bytes:
         """MTH of the leaves appended so far (§2.1.1)."""
-        return _fold([h for _, _, h in self._nodes]) if self._nodes else EMPTY_ROOT
+        return _fold([h for _, _, h in self._nodes])
