@@ -3,7 +3,16 @@
 from databourse.auth.models import ApiKey, WebSession
 from databourse.db import Base
 from databourse.idempotency import IdempotencyRecord
-from databourse.ledger.models import Checkpoint, LedgerEntry, LedgerHead, LedgerNode
+from databourse.ledger.models import (
+    Checkpoint,
+    Cosignature,
+    LedgerAlert,
+    LedgerEntry,
+    LedgerEntryParty,
+    LedgerHead,
+    LedgerNode,
+    Witness,
+)
 from databourse.participants.models import (
     AdmissionDecision,
     Organisation,
@@ -17,13 +26,17 @@ __all__ = [
     "AdmissionDecision",
     "ApiKey",
     "Checkpoint",
+    "Cosignature",
     "IdempotencyRecord",
+    "LedgerAlert",
     "LedgerEntry",
+    "LedgerEntryParty",
     "LedgerHead",
     "LedgerNode",
     "Organisation",
     "OrganisationRole",
     "User",
     "WebSession",
+    "Witness",
     "metadata",
 ]

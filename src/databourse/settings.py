@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     idempotency_ttl_hours: int = 24
     log_level: str = "INFO"
+    ledger_public_read: bool = Field(
+        True, description="Checkpoints and proofs readable without credentials (monitors)."
+    )
+    checkpoint_interval_seconds: int = Field(
+        60, description="How often a new checkpoint is signed when the log has grown; 0: never."
+    )
     demo_password: SecretStr = SecretStr("demo-password-2026")
 
     @property
@@ -41,6 +47,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'databourse.sqlite3').as_posix()}"
+
+    @property
+    def ledger_origin(self) -> str:
+        """The log's name in checkpoints (C2SP tlog-checkpoint origin) and its key name."""
+        return f"{self.exchange_name}/ledger"
 
     @property
     def signing_key_file(self) -> Path:

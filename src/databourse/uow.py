@@ -38,6 +38,7 @@ class Record:
     subject: str
     body: dict[str, Any]
     state: dict[str, Any] | None = None
+    parties: tuple[str, ...] = ()  # organisations that may read the entry and its receipt
 
 
 @dataclass
@@ -66,9 +67,14 @@ class UnitOfWork:
             self.session.close()
 
     def record(
-        self, kind: str, subject: str, body: dict[str, Any], state: dict[str, Any] | None = None
+        self,
+        kind: str,
+        subject: str,
+        body: dict[str, Any],
+        state: dict[str, Any] | None = None,
+        parties: tuple[str, ...] = (),
     ) -> None:
-        self.records.append(Record(kind, subject, body, state))
+        self.records.append(Record(kind, subject, body, state, parties))
 
     def commit(self) -> None:
         from databourse.ledger.writer import append_records

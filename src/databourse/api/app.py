@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,24 @@ log = logging.getLogger("databourse")
 API_PREFIX = "/api/v1"
 
 
+async def _checkpoints(ctx: AppContext, every: int) -> None:
+    """Sign a checkpoint on a schedule whenever the log has grown since the last one."""
+    from databourse.ledger.services import publish_checkpoint
+    from databourse.uow import UnitOfWork
+
+    def tick() -> None:
+        with UnitOfWork(ctx.writes) as uow:
+            publish_checkpoint(uow, ctx.log_key)
+            uow.commit()
+
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(tick)
+        except Exception:  # a failed tick must not stop the schedule
+            log.exception("scheduled checkpoint failed")
+
+
 def create_app(settings: Settings | None = None, *, configure_logging: bool = True) -> FastAPI:
     settings = settings or get_settings()
     if configure_logging:
@@ -26,8 +45,13 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("exchange starting", extra={"exchange": settings.exchange_name})
+        ticker = None
+        if settings.checkpoint_interval_seconds > 0:
+            ticker = asyncio.create_task(_checkpoints(ctx, settings.checkpoint_interval_seconds))
         yield
         log.info("exchange stopping: closing database connections")
+        if ticker is not None:
+            ticker.cancel()
         ctx.db.dispose()
 
     ctx = AppContext.build(settings)
@@ -41,11 +65,13 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     problems.install(app)
 
     from databourse.auth import api as auth_api
+    from databourse.ledger import api as ledger_api
     from databourse.participants import api as participants_api
 
     v1 = APIRouter(prefix=API_PREFIX)
     v1.include_router(auth_api.router)
     v1.include_router(participants_api.router)
+    v1.include_router(ledger_api.router)
     app.include_router(health.router)
     app.include_router(v1)
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)

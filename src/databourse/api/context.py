@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from databourse.auth.services import TokenConfig
 from databourse.db import Database
 from databourse.keys import load_secret, load_signing_key
+from databourse.ledger.services import LogKey
 from databourse.settings import Settings
 
 
@@ -22,6 +23,7 @@ class AppContext:
     reads: sessionmaker[Session]
     tokens: TokenConfig
     signing_key: Ed25519PrivateKey
+    log_key: LogKey
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -32,5 +34,6 @@ class AppContext:
             access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
             session_ttl=timedelta(seconds=settings.session_ttl_seconds),
         )
-        return cls(settings, db, db.write_sessions(), db.read_sessions(), tokens,
-                   load_signing_key(settings.signing_key_file))
+        signing_key = load_signing_key(settings.signing_key_file)
+        return cls(settings, db, db.write_sessions(), db.read_sessions(), tokens, signing_key,
+                   LogKey.from_private_key(signing_key, settings.ledger_origin))

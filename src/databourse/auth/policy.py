@@ -92,6 +92,14 @@ POLICY: dict[str, Action] = {
         _read("apikey.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
         Action("apikey.create", True, {MEMBER: OWN}, admin_only=True, users_only=True),
         Action("apikey.revoke", True, {MEMBER: OWN, OP: ANY}, admin_only=True, users_only=True),
+        _read("ledger.entry.read", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        _read("ledger.alert.list", {OP: ANY, REG: ANY}),
+        Action("ledger.receipt", False, {MEMBER: OWN, OP: ANY, REG: ANY},
+               statuses=READ_STATUSES),
+        Action("ledger.checkpoint.publish", True, {OP: ANY}),
+        Action("ledger.witness.round", True, {OP: ANY}),
+        Action("ledger.witness.register", True, {MEMBER: OWN}, admin_only=True),
+        _read("ledger.witness.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
     ]
 }
 

@@ -131,7 +131,7 @@ def create_api_key(uow: UnitOfWork, principal: Principal, org_id: str,
     uow.session.add(key)
     uow.session.flush()
     uow.record("apikey.issued", key.id, {"org_id": org_id, "scopes": key.scopes},
-               apikey_state(key))
+               apikey_state(key), (org_id,))
     return key, material.secret
 
 
@@ -143,7 +143,8 @@ def revoke_api_key(uow: UnitOfWork, principal: Principal, key_id: str) -> ApiKey
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoked_by = principal.ref
-        uow.record("apikey.revoked", key.id, {"org_id": key.org_id}, apikey_state(key))
+        uow.record("apikey.revoked", key.id, {"org_id": key.org_id}, apikey_state(key),
+                   (key.org_id,))
     return key
 
 

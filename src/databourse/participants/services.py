@@ -66,7 +66,7 @@ def user_state(user: User) -> dict[str, Any]:
 
 def _record_org(uow: UnitOfWork, kind: str, org: Organisation, **body: Any) -> None:
     uow.session.flush()
-    uow.record(kind, org.id, {"status": org.status, **body}, org_state(org))
+    uow.record(kind, org.id, {"status": org.status, **body}, org_state(org), (org.id,))
 
 
 def _load_for_update(session: Session, org_id: str) -> Organisation:
@@ -133,7 +133,8 @@ def apply(uow: UnitOfWork, data: schemas.ApplicationIn) -> tuple[Organisation, U
         raise DuplicateOrganisation(f"{identifier} has already applied") from exc
     uow.actor = Actor("user", user.id, org.id)
     _record_org(uow, "org.applied", org)
-    uow.record("user.created", user.id, {"org_id": org.id, "is_admin": True}, user_state(user))
+    uow.record("user.created", user.id, {"org_id": org.id, "is_admin": True}, user_state(user),
+               (org.id,))
     return org, user
 
 
@@ -230,7 +231,7 @@ def create_user(uow: UnitOfWork, principal: Principal, org_id: str,
     user = _add_user(uow.session, org_id, data, is_admin=data.is_admin)
     uow.session.flush()
     uow.record("user.created", user.id, {"org_id": org_id, "is_admin": user.is_admin},
-               user_state(user))
+               user_state(user), (org_id,))
     return user
 
 
@@ -242,7 +243,8 @@ def deactivate_user(uow: UnitOfWork, principal: Principal, user_id: str) -> User
     if user.id == principal.id:
         raise ValidationFailed("you cannot deactivate yourself")
     user.active = False
-    uow.record("user.deactivated", user.id, {"org_id": user.org_id}, user_state(user))
+    uow.record("user.deactivated", user.id, {"org_id": user.org_id}, user_state(user),
+               (user.org_id,))
     return user
 
 

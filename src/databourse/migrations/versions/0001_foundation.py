@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 18:21:08.532861
+Create Date: 2026-11-23 18:29:35.284517
 """
 
 from __future__ import annotations
@@ -38,17 +38,23 @@ def upgrade() -> None:
     with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idempotency_records_created_at'), ['created_at'], unique=False)
 
+    op.create_table('ledger_alerts',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('kind', sa.String(length=40), nullable=False),
+    sa.Column('size', sa.BigInteger(), nullable=True),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.Column('created_at', databourse.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_alerts'))
+    )
     op.create_table('ledger_checkpoints',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('root', sa.LargeBinary(length=32), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('created_at', databourse.db.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_checkpoints'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_checkpoints')),
+    sa.UniqueConstraint('size', name=op.f('uq_ledger_checkpoints_size'))
     )
-    with op.batch_alter_table('ledger_checkpoints', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_ledger_checkpoints_size'), ['size'], unique=False)
-
     op.create_table('ledger_entries',
     sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('kind', sa.String(length=64), nullable=False),
@@ -77,6 +83,21 @@ def upgrade() -> None:
     sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
     sa.PrimaryKeyConstraint('level', 'index', name=op.f('pk_ledger_nodes'))
     )
+    op.create_table('ledger_witnesses',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('verifier_key', sa.Text(), nullable=False),
+    sa.Column('url', sa.String(length=500), nullable=True),
+    sa.Column('last_size', sa.BigInteger(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', databourse.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_witnesses')),
+    sa.UniqueConstraint('name', name=op.f('uq_ledger_witnesses_name'))
+    )
+    with op.batch_alter_table('ledger_witnesses', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ledger_witnesses_org_id'), ['org_id'], unique=False)
+
     op.create_table('organisations',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
@@ -137,6 +158,29 @@ def upgrade() -> None:
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_keys_org_id'), ['org_id'], unique=False)
 
+    op.create_table('ledger_cosignatures',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('checkpoint_id', sa.Integer(), nullable=False),
+    sa.Column('witness_id', sa.String(length=40), nullable=False),
+    sa.Column('line', sa.Text(), nullable=False),
+    sa.Column('created_at', databourse.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['checkpoint_id'], ['ledger_checkpoints.id'], name=op.f('fk_ledger_cosignatures_checkpoint_id_ledger_checkpoints')),
+    sa.ForeignKeyConstraint(['witness_id'], ['ledger_witnesses.id'], name=op.f('fk_ledger_cosignatures_witness_id_ledger_witnesses')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_cosignatures')),
+    sa.UniqueConstraint('checkpoint_id', 'witness_id', name=op.f('uq_ledger_cosignatures_checkpoint_id_witness_id'))
+    )
+    with op.batch_alter_table('ledger_cosignatures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ledger_cosignatures_checkpoint_id'), ['checkpoint_id'], unique=False)
+
+    op.create_table('ledger_entry_parties',
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.ForeignKeyConstraint(['seq'], ['ledger_entries.seq'], name=op.f('fk_ledger_entry_parties_seq_ledger_entries')),
+    sa.PrimaryKeyConstraint('seq', 'org_id', name=op.f('pk_ledger_entry_parties'))
+    )
+    with op.batch_alter_table('ledger_entry_parties', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ledger_entry_parties_org_id'), ['org_id'], unique=False)
+
     op.create_table('organisation_roles',
     sa.Column('org_id', sa.String(length=40), nullable=False),
     sa.Column('role', sa.String(length=32), nullable=False),
@@ -196,6 +240,14 @@ def downgrade() -> None:
 
     op.drop_table('users')
     op.drop_table('organisation_roles')
+    with op.batch_alter_table('ledger_entry_parties', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledger_entry_parties_org_id'))
+
+    op.drop_table('ledger_entry_parties')
+    with op.batch_alter_table('ledger_cosignatures', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledger_cosignatures_checkpoint_id'))
+
+    op.drop_table('ledger_cosignatures')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_keys_org_id'))
 
@@ -208,16 +260,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_organisations_status'))
 
     op.drop_table('organisations')
+    with op.batch_alter_table('ledger_witnesses', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ledger_witnesses_org_id'))
+
+    op.drop_table('ledger_witnesses')
     op.drop_table('ledger_nodes')
     op.drop_table('ledger_head')
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_entries_subject'))
 
     op.drop_table('ledger_entries')
-    with op.batch_alter_table('ledger_checkpoints', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_ledger_checkpoints_size'))
-
     op.drop_table('ledger_checkpoints')
+    op.drop_table('ledger_alerts')
     with op.batch_alter_table('idempotency_records', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_idempotency_records_created_at'))
 
