@@ -33,6 +33,12 @@ for sub, name in ((db_app, "db"), (org_app, "org"), (user_app, "user"), (key_app
                   (demo_app, "demo")):
     app.add_typer(sub, name=name)
 
+from databourse.ledger.cli import ledger_app, receipt_app, witness_app  # noqa: E402
+
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(receipt_app, name="receipt")
+app.add_typer(witness_app, name="witness")
+
 console = Console()
 err = Console(stderr=True)
 

@@ -59,6 +59,8 @@ def user_state(user: User) -> dict[str, Any]:
         "id": user.id,
         "org_id": user.org_id,
         "email": user.email,
+        "display_name": user.display_name,
+        "password_hash": user.password_hash,
         "is_admin": user.is_admin,
         "active": user.active,
     }

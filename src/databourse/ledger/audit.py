@@ -1,0 +1,179 @@
+"""``databourse ledger verify``: replay the whole log and hold the database to it.
+
+Three checks, each finding named with the entry and the row:
+1. the log itself — every entry's bytes hash to its stored leaf, name their own position,
+   chain to the subject's previous state; the stored nodes, the head and every signed
+   checkpoint agree with the tree rebuilt from the leaves;
+2. covered rows — the state hash of each subject's last entry equals the hash of the row
+   as it is now (an edit outside the service changes it; a deleted row has no state);
+3. uncovered rows — a covered table's row that no entry mentions was inserted outside the
+   service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from databourse.hashing import state_hash
+from databourse.ledger import merkle
+from databourse.ledger.models import Checkpoint, LedgerEntry, LedgerHead, LedgerNode
+from databourse.ledger.note import Checkpoint as CheckpointBody
+from databourse.ledger.note import NoteError, Verifier, open_note
+from databourse.ledger.writer import HEAD_ID
+
+#: Covered tables: subject-id prefix → (model, function giving a row's ledger state).
+Coverage = dict[str, tuple[type[Any], Callable[[Any], dict[str, Any]]]]
+
+
+def default_coverage() -> Coverage:
+    from databourse.auth.models import ApiKey
+    from databourse.auth.services import apikey_state
+    from databourse.ledger.models import Witness
+    from databourse.participants.models import Organisation, User
+    from databourse.participants.services import org_state, user_state
+
+    def witness_state(w: Witness) -> dict[str, Any]:
+        return {"id": w.id, "org_id": w.org_id, "verifier_key": w.verifier_key, "url": w.url}
+
+    return {
+        "org": (Organisation, org_state),
+        "usr": (User, user_state),
+        "key": (ApiKey, apikey_state),
+        "wit": (Witness, witness_state),
+    }
+
+
+@dataclass(frozen=True)
+class Finding:
+    problem: str  # "entry" | "tree" | "checkpoint" | "edited" | "deleted" | "inserted"
+    seq: int | None
+    subject: str | None
+    detail: str
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    rows: int = 0
+    checkpoints: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def _entries(session: Session, batch: int = 5000) -> Iterator[LedgerEntry]:
+    last = -1
+    while True:
+        rows = list(session.scalars(select(LedgerEntry).where(LedgerEntry.seq > last)
+                                    .order_by(LedgerEntry.seq).limit(batch)))
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify(session: Session, log_key: Verifier | None = None,
+           coverage: Coverage | None = None,
+           progress: Callable[[int], None] | None = None) -> Report:
+    report = Report()
+    coverage = default_coverage() if coverage is None else coverage
+    head = session.get(LedgerHead, HEAD_ID)
+    assert head is not None
+    frontier = merkle.Frontier()
+    roots: dict[int, bytes] = {}
+    wanted = set(session.scalars(select(Checkpoint.size)))
+    stored_nodes: dict[tuple[int, int], bytes] = {}
+    last_state: dict[str, str | None] = {}
+    last_seq: dict[str, int] = {}
+    for e in _entries(session):
+        report.entries += 1
+        if e.seq != frontier.size:
+            report.findings.append(Finding("entry", e.seq, e.subject,
+                                           f"expected entry {frontier.size} next (gap)"))
+        leaf = merkle.leaf_hash(e.entry)
+        if leaf != e.leaf_hash:
+            report.findings.append(Finding("entry", e.seq, e.subject,
+                                           "the entry's bytes do not hash to its leaf"))
+        doc = json.loads(e.entry)
+        if (doc.get("seq"), doc.get("subject"), doc.get("state_hash"), doc.get("kind")) != (
+                e.seq, e.subject, e.state_hash, e.kind):
+            report.findings.append(Finding("entry", e.seq, e.subject,
+                                           "the entry's columns differ from its signed bytes"))
+        if doc.get("prev_state_hash") != last_state.get(e.subject):
+            report.findings.append(Finding("entry", e.seq, e.subject,
+                                           "prev_state_hash does not chain to the last entry"))
+        last_state[e.subject] = doc.get("state_hash")
+        last_seq[e.subject] = e.seq
+        for level, index, h in frontier.append(e.leaf_hash):
+            stored_nodes[(level, index)] = h
+        if frontier.size in wanted:
+            roots[frontier.size] = frontier.root()
+        if progress:
+            progress(report.entries)
+    _check_tree(session, report, frontier, head, stored_nodes)
+    _check_checkpoints(session, report, roots, log_key)
+    _check_rows(session, report, coverage, last_state, last_seq)
+    return report
+
+
+def _check_tree(session: Session, report: Report, frontier: merkle.Frontier, head: LedgerHead,
+                expected: dict[tuple[int, int], bytes]) -> None:
+    if (head.size, head.root) != (frontier.size, frontier.root()):
+        report.findings.append(Finding("tree", None, None,
+                                       f"the head (size {head.size}) is not the replayed tree"))
+    for level, index, h in session.execute(select(LedgerNode.level, LedgerNode.index,
+                                                  LedgerNode.hash)):
+        if expected.pop((level, index), None) != h:
+            report.findings.append(Finding("tree", None, None,
+                                           f"stored node ({level}, {index}) is wrong"))
+    for level, index in expected:
+        report.findings.append(Finding("tree", None, None, f"node ({level}, {index}) missing"))
+
+
+def _check_checkpoints(session: Session, report: Report, roots: dict[int, bytes],
+                       log_key: Verifier | None) -> None:
+    for cp in session.scalars(select(Checkpoint).order_by(Checkpoint.size)):
+        report.checkpoints += 1
+        try:
+            body = open_note(cp.note, [log_key])[0] if log_key else cp.note.split("\n\n")[0]
+            signed = CheckpointBody.parse(body if body.endswith("\n") else body + "\n")
+        except NoteError as exc:
+            report.findings.append(Finding("checkpoint", None, None,
+                                           f"checkpoint {cp.size}: {exc}"))
+            continue
+        if cp.size > 0 and roots.get(cp.size) != signed.root:
+            report.findings.append(Finding("checkpoint", None, None,
+                                           f"checkpoint {cp.size} signs a root the log "
+                                           "does not have"))
+
+
+def _check_rows(session: Session, report: Report, coverage: Coverage,
+                last_state: dict[str, str | None], last_seq: dict[str, int]) -> None:
+    seen: set[str] = set()
+    for prefix, (model, state_of) in coverage.items():
+        for row in session.scalars(select(model)):
+            report.rows += 1
+            seen.add(row.id)
+            if row.id not in last_state:
+                report.findings.append(Finding("inserted", None, row.id,
+                                               f"{model.__tablename__} row {row.id} has no "
+                                               "ledger entry"))
+            elif state_hash(state_of(row)) != last_state[row.id]:
+                report.findings.append(Finding("edited", last_seq[row.id], row.id,
+                                               f"{model.__tablename__} row {row.id} differs "
+                                               f"from entry {last_seq[row.id]}"))
+        session.expunge_all()
+        for subject, seq in last_seq.items():
+            if subject.startswith(prefix + "_") and subject not in seen:
+                report.findings.append(Finding("deleted", seq, subject,
+                                               f"{model.__tablename__} row {subject} of entry "
+                                               f"{seq} is missing"))
