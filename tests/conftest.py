@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 
 from databourse import demo, migrations
-from tests import factories
 from databourse.api.app import create_app
 from databourse.api.context import AppContext
 from databourse.settings import Settings
+from tests import factories
 
 PG_ADMIN = os.environ.get("DATABOURSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEMO_PASSWORD = "demo-password-for-tests"
@@ -38,8 +38,9 @@ def _pg_unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session", params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[str]:
+def store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A freshly migrated database on each store."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "test.sqlite3"
@@ -74,8 +75,7 @@ class Exchange:
 
     def client(self, token: str | None = None, **kw: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url + "/api/v1", headers=headers, timeout=30,
-                            **kw)  # type: ignore[arg-type]
+        return httpx.Client(base_url=self.base_url + "/api/v1", headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 
     def login(self, email: str, password: str = DEMO_PASSWORD) -> str:
         with self.client() as c:
@@ -136,8 +136,9 @@ class Party:
         return self.ex.client(self.token)
 
 
-def new_party(ex: Exchange, roles: list[str] | None = None, admit: bool = True,
-              **over: object) -> Party:
+def new_party(
+    ex: Exchange, roles: list[str] | None = None, admit: bool = True, **over: object
+) -> Party:
     body = factories.application(roles, **over)
     with ex.client() as c:
         r = c.post("/applications", json=body)
@@ -171,17 +172,23 @@ def quick_party(ex: Exchange, roles: list[str] | None = None, status: str = "adm
     data = schemas.ApplicationIn.model_validate(body, strict=False)
     if exchange_roles:
         data = data.model_copy(update={"requested_roles": []})
-    route = {"applied": [], "under_review": ["start_review"],
-             "admitted": ["start_review", "admit"], "rejected": ["start_review", "reject"],
-             "suspended": ["start_review", "admit", "suspend"], "withdrawn": ["withdraw"]}
+    route = {
+        "applied": [],
+        "under_review": ["start_review"],
+        "admitted": ["start_review", "admit"],
+        "rejected": ["start_review", "reject"],
+        "suspended": ["start_review", "admit", "suspend"],
+        "withdrawn": ["withdraw"],
+    }
     kyb = schemas.KybIn.model_validate(factories.KYB)
     with UnitOfWork(ex.ctx.writes) as uow:
         org, user = services.apply(uow, data)
         uow.commit()
     with UnitOfWork(ex.ctx.writes) as uow:
         for step in route[status]:
-            services.transition(uow, SYSTEM_PRINCIPAL, org.id, step, "setup",
-                                kyb if step == "admit" else None)
+            services.transition(
+                uow, SYSTEM_PRINCIPAL, org.id, step, "setup", kyb if step == "admit" else None
+            )
             if step == "admit":
                 for role in exchange_roles:
                     services.grant_role(uow, SYSTEM_PRINCIPAL, org.id, Role(role), "setup")
@@ -189,7 +196,8 @@ def quick_party(ex: Exchange, roles: list[str] | None = None, status: str = "adm
     party = Party.__new__(Party)
     party.ex, party.id, party.email = ex, org.id, user.email
     party.org = {"id": org.id, "status": status}
-    party.token = mint_access_token(ex.ctx.tokens.secret, user.id, datetime.now(UTC),
-                                    ex.ctx.tokens.access_ttl)
+    party.token = mint_access_token(
+        ex.ctx.tokens.secret, user.id, datetime.now(UTC), ex.ctx.tokens.access_ttl
+    )
     party.user_id = user.id  # type: ignore[attr-defined]
     return party

@@ -32,5 +32,8 @@ def application(roles: list[str] | None = None, **over: Any) -> dict[str, Any]:
     return body
 
 
-KYB = {"method": "registry_lookup", "evidence_ref": "GSXT-2026-001",
-       "legal_representative_verified": True}
+KYB = {
+    "method": "registry_lookup",
+    "evidence_ref": "GSXT-2026-001",
+    "legal_representative_verified": True,
+}

@@ -29,8 +29,13 @@ org_app = typer.Typer(help="Organisations and their admission.", no_args_is_help
 user_app = typer.Typer(help="Users of organisations.", no_args_is_help=True)
 key_app = typer.Typer(help="Organisations' API keys.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo world.", no_args_is_help=True)
-for sub, name in ((db_app, "db"), (org_app, "org"), (user_app, "user"), (key_app, "apikey"),
-                  (demo_app, "demo")):
+for sub, name in (
+    (db_app, "db"),
+    (org_app, "org"),
+    (user_app, "user"),
+    (key_app, "apikey"),
+    (demo_app, "demo"),
+):
     app.add_typer(sub, name=name)
 
 from databourse.ledger.cli import ledger_app, receipt_app, witness_app  # noqa: E402
@@ -77,11 +82,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     public = public_key_bytes(load_signing_key(settings.signing_key_file)).hex()
-    console.print(f"[bold]DataBourse[/bold] on http://{host}:{port}  (docs: /docs)  "
-                  f"exchange public key: {public}")
-    uvicorn.run("databourse.api.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    console.print(
+        f"[bold]DataBourse[/bold] on http://{host}:{port}  (docs: /docs)  "
+        f"exchange public key: {public}"
+    )
+    uvicorn.run(
+        "databourse.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @db_app.command("upgrade")
@@ -135,16 +149,21 @@ def org_show(org_id: str) -> None:
         console.print(_org_table([services.get_org(s, SYSTEM_PRINCIPAL, org_id)]))
         table = Table("at", "action", "from", "to", "actor", "reason")
         for d in services.list_decisions(s, SYSTEM_PRINCIPAL, org_id):
-            table.add_row(d.at.isoformat(timespec="seconds"), d.action, d.from_status or "",
-                          d.to_status, d.actor, d.reason or "")
+            table.add_row(
+                d.at.isoformat(timespec="seconds"),
+                d.action,
+                d.from_status or "",
+                d.to_status,
+                d.actor,
+                d.reason or "",
+            )
         console.print(table)
 
 
 def _transition(org_id: str, action: str, reason: str | None, **kw: Any) -> None:
     from databourse.participants import services
 
-    org = _run(lambda uow: services.transition(uow, SYSTEM_PRINCIPAL, org_id, action, reason,
-                                               **kw))
+    org = _run(lambda uow: services.transition(uow, SYSTEM_PRINCIPAL, org_id, action, reason, **kw))
     console.print(f"{org.id} is now [bold]{org.status}[/bold]")
 
 
@@ -167,8 +186,10 @@ def org_admit(
     """Admit an organisation under review (the legal representative's identity verified)."""
     from databourse.participants.schemas import KybIn
 
-    kyb = KybIn.model_validate({"method": method, "evidence_ref": evidence,
-                                "legal_representative_verified": True}, strict=False)
+    kyb = KybIn.model_validate(
+        {"method": method, "evidence_ref": evidence, "legal_representative_verified": True},
+        strict=False,
+    )
     _transition(org_id, "admit", reason, kyb=kyb)
 
 
@@ -213,7 +234,8 @@ def user_create(
     password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline()
     data = schemas.UserIn.model_validate(
         {"email": email, "display_name": name, "password": password.strip(), "is_admin": admin},
-        strict=False)
+        strict=False,
+    )
     user = _run(lambda uow: services.create_user(uow, SYSTEM_PRINCIPAL, org_id, data))
     console.print(f"created {user.id} <{user.email}>")
 
@@ -241,8 +263,9 @@ def apikey_create(
     from databourse.auth import services
     from databourse.auth.schemas import ApiKeyIn
 
-    data = ApiKeyIn.model_validate({"name": name, "scopes": scope, "expires_in_days": days},
-                                   strict=False)
+    data = ApiKeyIn.model_validate(
+        {"name": name, "scopes": scope, "expires_in_days": days}, strict=False
+    )
     key, secret = _run(lambda uow: services.create_api_key(uow, SYSTEM_PRINCIPAL, org_id, data))
     console.print(f"{key.id} ({key.prefix}) scopes={','.join(key.scopes)}")
     console.print(f"secret (shown once): [bold]{secret}[/bold]")
@@ -256,8 +279,14 @@ def apikey_list(org_id: Annotated[str, typer.Option("--org")]) -> None:
     with _database() as database, database.read_sessions()() as s:
         table = Table("id", "prefix", "name", "scopes", "expires", "revoked")
         for k in services.list_api_keys(s, SYSTEM_PRINCIPAL, org_id):
-            table.add_row(k.id, k.prefix, k.name, ",".join(k.scopes),
-                          str(k.expires_at or ""), str(k.revoked_at or ""))
+            table.add_row(
+                k.id,
+                k.prefix,
+                k.name,
+                ",".join(k.scopes),
+                str(k.expires_at or ""),
+                str(k.revoked_at or ""),
+            )
         console.print(table)
 
 
@@ -279,13 +308,15 @@ def demo_seed() -> None:
     password = settings.demo_password.get_secret_value()
     with _database() as database:
         seeded = demo.seed(database.write_sessions(), password)
-    table = Table("role", "organisation", "status", "login e-mail", "new", title="Demo world")
+    table = Table("role", "login e-mail", "status", "organisation", "id", "new", title="Demo world")
     for s in seeded:
-        table.add_row(s.key, f"{s.name}\n{s.org_id}", s.status, s.email,
-                      "yes" if s.created else "")
-    console.print(table)
-    console.print(f"Every demo user's password: [bold]{password}[/bold] (demo only; set "
-                  "DATABOURSE_DEMO_PASSWORD to change it)")
+        table.add_row(s.key, s.email, s.status, s.name, s.org_id, "yes" if s.created else "")
+    wide = Console(width=max(console.width, 150))
+    wide.print(table)
+    console.print(
+        f"Every demo user's password: [bold]{password}[/bold] (demo only; set "
+        "DATABOURSE_DEMO_PASSWORD to change it)"
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,9 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 def find(session: Session, owner: str, key: str, req_hash: str) -> Replay | None:
     rec = session.scalar(
-        select(IdempotencyRecord).where(IdempotencyRecord.owner == owner,
-                                        IdempotencyRecord.key == key)
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.owner == owner, IdempotencyRecord.key == key
+        )
     )
     if rec is None:
         return None

@@ -16,10 +16,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DATABOURSE_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("var"), description="Where the embedded store, keys and files live.")
+    data_dir: Path = Field(
+        Path("var"), description="Where the embedded store, keys and files live."
+    )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default is a SQLite file in data_dir. "
-        "PostgreSQL: postgresql+psycopg://user@host/db"
+        None,
+        description="SQLAlchemy URL; default is a SQLite file in data_dir. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
     )
     signing_key_path: Path | None = Field(
         None, description="The exchange's Ed25519 signing key; generated on first start."

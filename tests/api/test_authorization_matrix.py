@@ -17,8 +17,14 @@ from databourse.errors import DataBourseError
 from tests import factories
 from tests.conftest import Exchange, Party, quick_party
 
-PUBLIC = {"public.apply", "public.login", "public.token", "public.logout", "public.health",
-          "public.ready"}
+PUBLIC = {
+    "public.apply",
+    "public.login",
+    "public.token",
+    "public.logout",
+    "public.health",
+    "public.ready",
+}
 PRINCIPALS = {
     "operator": (["operator"], "admitted"),
     "regulator": (["regulator"], "admitted"),
@@ -69,31 +75,52 @@ def _body(action: str) -> Any:
     if action == "user.create":
         import secrets
 
-        return {"email": f"m-{secrets.token_hex(4)}@x.example", "display_name": "m",
-                "password": "long-enough-password"}
+        return {
+            "email": f"m-{secrets.token_hex(4)}@x.example",
+            "display_name": "m",
+            "password": "long-enough-password",
+        }
     return BODIES.get(action, {"reason": "matrix"})
 
 
 def _principal(party: Party, roles: list[str], status: str) -> Principal:
-    return Principal("user", party.user_id, party.id, status,  # type: ignore[attr-defined]
-                     frozenset(roles) if status not in ("applied",) else frozenset(),
-                     is_admin=True)
+    return Principal(
+        "user",
+        party.user_id,
+        party.id,
+        status,  # type: ignore[attr-defined]
+        frozenset(roles) if status not in ("applied",) else frozenset(),
+        is_admin=True,
+    )
 
 
-CASES = [(m, p, a, who, target) for m, p, a in ROUTES if a in POLICY
-         for who in PRINCIPALS for target in (("own", "other") if "{" in p else ("none",))]
+CASES = [
+    (m, p, a, who, target)
+    for m, p, a in ROUTES
+    if a in POLICY
+    for who in PRINCIPALS
+    for target in (("own", "other") if "{" in p else ("none",))
+]
 
 
-@pytest.mark.parametrize(("method", "path", "action", "who", "target"), CASES,
-                         ids=[f"{c[0]}:{c[1]}:{c[3]}:{c[4]}" for c in CASES])
-def test_matrix(exchange: Exchange, method: str, path: str, action: str, who: str,
-                target: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "action", "who", "target"),
+    CASES,
+    ids=[f"{c[0]}:{c[1]}:{c[3]}:{c[4]}" for c in CASES],
+)
+def test_matrix(
+    exchange: Exchange, method: str, path: str, action: str, who: str, target: str
+) -> None:
     roles, status = PRINCIPALS[who]
     me = quick_party(exchange, roles, status)
     owner = me if target == "own" else quick_party(exchange, ["buyer"], "admitted")
     # objects addressed by their own id: a user and an API key of the owner
-    ids = {"org_id": owner.id, "user_id": _spare_user(exchange, owner),
-           "key_id": _spare_key(exchange, owner), "role": "buyer"}
+    ids = {
+        "org_id": owner.id,
+        "user_id": _spare_user(exchange, owner),
+        "key_id": _spare_key(exchange, owner),
+        "role": "buyer",
+    }
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path).removeprefix("/api/v1")
     with me.client() as c:
         r = c.request(method, url, json=_body(action) if method == "POST" else None)

@@ -32,8 +32,7 @@ def test_retry_with_same_key_replays_the_first_result(exchange: Exchange) -> Non
 def test_same_key_with_another_body_is_a_422(exchange: Exchange) -> None:
     key = {"Idempotency-Key": secrets.token_hex(8)}
     with exchange.client() as c:
-        assert c.post("/applications", json=factories.application(), headers=key
-                      ).status_code == 201
+        assert c.post("/applications", json=factories.application(), headers=key).status_code == 201
         other = factories.application()
         r = c.post("/applications", json=other, headers=key)
     assert r.status_code == 422
@@ -43,8 +42,9 @@ def test_same_key_with_another_body_is_a_422(exchange: Exchange) -> None:
 
 def test_invalid_key_is_refused(exchange: Exchange) -> None:
     with exchange.client() as c:
-        r = c.post("/applications", json=factories.application(),
-                   headers={"Idempotency-Key": "x" * 300})
+        r = c.post(
+            "/applications", json=factories.application(), headers={"Idempotency-Key": "x" * 300}
+        )
     assert r.status_code == 422
     assert r.json()["type"] == "urn:databourse:problem:invalid-idempotency-key"
 

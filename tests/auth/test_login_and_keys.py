@@ -21,8 +21,9 @@ def test_login_gives_token_and_session_cookie(exchange: Exchange) -> None:
         token = r.json()["access_token"]
         assert r.json()["expires_in"] == 900
         cookie = r.cookies["databourse_session"]
-        assert c.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["org_id"] \
-            == party.id
+        assert (
+            c.get("/me", headers={"Authorization": f"Bearer {token}"}).json()["org_id"] == party.id
+        )
         # the cookie alone authenticates reads and refreshes the bearer token
         assert c.get("/me").json()["org_id"] == party.id
         fresh = c.post("/auth/token")
@@ -50,10 +51,18 @@ def test_wrong_password_and_unknown_user_look_the_same(exchange: Exchange) -> No
 def test_no_forged_or_expired_token_is_accepted(exchange: Exchange) -> None:
     party = quick_party(exchange, ["buyer"])
     past = datetime.now(UTC) - timedelta(hours=1)
-    expired = mint_access_token(exchange.ctx.tokens.secret, party.user_id, past,  # type: ignore[attr-defined]
-                                timedelta(minutes=15))
-    forged = mint_access_token(b"not-the-secret" * 3, party.user_id, datetime.now(UTC),  # type: ignore[attr-defined]
-                               timedelta(minutes=15))
+    expired = mint_access_token(
+        exchange.ctx.tokens.secret,
+        party.user_id,
+        past,  # type: ignore[attr-defined]
+        timedelta(minutes=15),
+    )
+    forged = mint_access_token(
+        b"not-the-secret" * 3,
+        party.user_id,
+        datetime.now(UTC),  # type: ignore[attr-defined]
+        timedelta(minutes=15),
+    )
     for token in (expired, forged, "garbage", ""):
         with exchange.client(token or None) as c:
             r = c.get("/me")
@@ -65,8 +74,10 @@ def test_no_forged_or_expired_token_is_accepted(exchange: Exchange) -> None:
 def test_api_key_lifecycle(exchange: Exchange) -> None:
     party = quick_party(exchange, ["merchant"])
     with party.client() as c:
-        r = c.post(f"/organisations/{party.id}/api-keys",
-                   json={"name": "etl", "scopes": ["read", "write"], "expires_in_days": 30})
+        r = c.post(
+            f"/organisations/{party.id}/api-keys",
+            json={"name": "etl", "scopes": ["read", "write"], "expires_in_days": 30},
+        )
         assert r.status_code == 201
         created = r.json()
         secret = created["key"]
@@ -78,8 +89,7 @@ def test_api_key_lifecycle(exchange: Exchange) -> None:
         me = k.get("/me").json()
         assert (me["kind"], me["org_id"]) == ("apikey", party.id)
         # an API key cannot mint more keys
-        assert k.post(f"/organisations/{party.id}/api-keys", json={"name": "x"}).status_code \
-            == 403
+        assert k.post(f"/organisations/{party.id}/api-keys", json={"name": "x"}).status_code == 403
     with exchange.ctx.reads() as s:
         row = s.get(ApiKey, created["id"])
         assert row is not None and secret not in (row.secret_hash, row.prefix)
@@ -99,8 +109,11 @@ def test_expired_and_tampered_api_keys_fail(exchange: Exchange) -> None:
     with exchange.client(secret[:-1] + ("A" if secret[-1] != "A" else "B")) as k:
         assert k.get("/me").status_code == 401
     with exchange.ctx.writes() as s, s.begin():
-        s.execute(update(ApiKey).where(ApiKey.id == created["id"])
-                  .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        s.execute(
+            update(ApiKey)
+            .where(ApiKey.id == created["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     with exchange.client(secret) as k:
         r = k.get("/me")
     assert r.status_code == 401
@@ -110,8 +123,9 @@ def test_expired_and_tampered_api_keys_fail(exchange: Exchange) -> None:
 def test_read_only_key_cannot_write(exchange: Exchange) -> None:
     party = quick_party(exchange, ["buyer"])
     with party.client() as c:
-        secret = c.post(f"/organisations/{party.id}/api-keys",
-                        json={"name": "ro", "scopes": ["read"]}).json()["key"]
+        secret = c.post(
+            f"/organisations/{party.id}/api-keys", json={"name": "ro", "scopes": ["read"]}
+        ).json()["key"]
     with exchange.client(secret) as k:
         assert k.get(f"/organisations/{party.id}").status_code == 200
         r = k.post(f"/organisations/{party.id}/withdraw", json={})

@@ -8,10 +8,16 @@ from databourse.auth.policy import POLICY, Principal, Reach, authorize
 from databourse.errors import Forbidden, NotFound, OrganisationInactive
 
 
-def who(*roles: str, status: str = "admitted", admin: bool = True, kind: str = "user",
-        scopes: tuple[str, ...] = ("read", "write")) -> Principal:
-    return Principal(kind, "u1", "org_me", status, frozenset(roles), is_admin=admin,
-                     scopes=frozenset(scopes))
+def who(
+    *roles: str,
+    status: str = "admitted",
+    admin: bool = True,
+    kind: str = "user",
+    scopes: tuple[str, ...] = ("read", "write"),
+) -> Principal:
+    return Principal(
+        kind, "u1", "org_me", status, frozenset(roles), is_admin=admin, scopes=frozenset(scopes)
+    )
 
 
 def test_unknown_action_is_denied() -> None:
@@ -50,8 +56,7 @@ def test_api_keys_cannot_manage_credentials_and_read_keys_cannot_write() -> None
     with pytest.raises(Forbidden):
         authorize(key, "apikey.create", "org_me")
     with pytest.raises(Forbidden):
-        authorize(who("buyer", kind="apikey", scopes=("read", "write")), "apikey.create",
-                  "org_me")
+        authorize(who("buyer", kind="apikey", scopes=("read", "write")), "apikey.create", "org_me")
 
 
 def test_managing_users_needs_an_organisation_administrator() -> None:

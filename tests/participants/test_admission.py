@@ -10,8 +10,15 @@ from databourse.participants.admission import TRANSITIONS
 from tests import factories
 from tests.conftest import Exchange, new_party
 
-PATHS = {"start_review": "review", "admit": "admit", "reject": "reject", "suspend": "suspend",
-         "reinstate": "reinstate", "withdraw": "withdraw", "resubmit": "resubmit"}
+PATHS = {
+    "start_review": "review",
+    "admit": "admit",
+    "reject": "reject",
+    "suspend": "suspend",
+    "reinstate": "reinstate",
+    "withdraw": "withdraw",
+    "resubmit": "resubmit",
+}
 # How to bring a fresh applicant into each state, as (actor, action) steps.
 ROUTES = {
     "applied": [],
@@ -22,8 +29,15 @@ ROUTES = {
     "withdrawn": [("self", "withdraw")],
 }
 # Who may take each action: the operator, or the organisation itself.
-ACTOR = {"start_review": "op", "admit": "op", "reject": "op", "suspend": "op",
-         "reinstate": "op", "withdraw": "self", "resubmit": "self"}
+ACTOR = {
+    "start_review": "op",
+    "admit": "op",
+    "reject": "op",
+    "suspend": "op",
+    "reinstate": "op",
+    "withdraw": "self",
+    "resubmit": "self",
+}
 
 
 def _body(action: str) -> dict[str, object]:
@@ -65,8 +79,10 @@ def test_admission_records_reviewer_reason_and_kyb(exchange: Exchange) -> None:
     party = new_party(exchange, ["merchant", "buyer"], admit=False)
     with exchange.as_demo("operator") as op:
         op.post(f"/organisations/{party.id}/review", json={"reason": "documents received"})
-        r = op.post(f"/organisations/{party.id}/admit",
-                    json={"reason": "all checks pass", "kyb": factories.KYB})
+        r = op.post(
+            f"/organisations/{party.id}/admit",
+            json={"reason": "all checks pass", "kyb": factories.KYB},
+        )
         assert r.status_code == 200
         org = r.json()
         assert org["roles"] == ["buyer", "merchant"]
@@ -98,8 +114,9 @@ def test_reject_and_suspend_need_a_reason(exchange: Exchange) -> None:
 def test_admitting_a_merchant_needs_source_statement_and_verified_identity(
     exchange: Exchange,
 ) -> None:
-    party = new_party(exchange, ["merchant"], admit=False, data_source_statement=None,
-                      compliance_commitment=False)
+    party = new_party(
+        exchange, ["merchant"], admit=False, data_source_statement=None, compliance_commitment=False
+    )
     with exchange.as_demo("operator") as op:
         op.post(f"/organisations/{party.id}/review", json={})
         kyb = {**factories.KYB, "legal_representative_verified": False}
@@ -127,8 +144,10 @@ def test_only_the_operator_reviews_and_a_regulator_may_suspend(exchange: Exchang
         r = reg.post(f"/organisations/{party.id}/suspend", json={"reason": "regulator order"})
         assert r.status_code == 200
         assert r.json()["status"] == "suspended"
-        assert reg.post(f"/organisations/{party.id}/reinstate",
-                        json={"reason": "x"}).status_code == 403
+        assert (
+            reg.post(f"/organisations/{party.id}/reinstate", json={"reason": "x"}).status_code
+            == 403
+        )
 
 
 def test_suspended_organisation_can_only_read_its_own_records(exchange: Exchange) -> None:
@@ -140,8 +159,10 @@ def test_suspended_organisation_can_only_read_its_own_records(exchange: Exchange
         assert c.get(f"/organisations/{party.id}/decisions").status_code == 200
         for path, body in [
             (f"/organisations/{party.id}/api-keys", {"name": "k"}),
-            (f"/organisations/{party.id}/users", {"email": "x@y.example", "display_name": "x",
-                                                  "password": "long-enough-pass"}),
+            (
+                f"/organisations/{party.id}/users",
+                {"email": "x@y.example", "display_name": "x", "password": "long-enough-pass"},
+            ),
             (f"/organisations/{party.id}/withdraw", {}),
         ]:
             r = c.post(path, json=body)
@@ -160,8 +181,9 @@ def test_duplicate_application_is_a_conflict(exchange: Exchange) -> None:
 
 
 def test_foreign_organisation_applies_with_country_and_registry_id(exchange: Exchange) -> None:
-    body = factories.application(["merchant"], kind="foreign", uscc=None, country="de",
-                                 registry_id="HRB 123456 B")
+    body = factories.application(
+        ["merchant"], kind="foreign", uscc=None, country="de", registry_id="HRB 123456 B"
+    )
     with exchange.client() as c:
         r = c.post("/applications", json=body)
     assert r.status_code == 201, r.text
@@ -178,5 +200,9 @@ def test_operator_grants_and_revokes_roles(exchange: Exchange) -> None:
         r = op.post(f"/organisations/{party.id}/roles/buyer/revoke", json={"reason": "ended"})
         assert r.json()["roles"] == ["agent"]
     with party.client() as c:
-        assert c.post(f"/organisations/{party.id}/roles",
-                      json={"role": "operator", "reason": "please"}).status_code == 403
+        assert (
+            c.post(
+                f"/organisations/{party.id}/roles", json={"role": "operator", "reason": "please"}
+            ).status_code
+            == 403
+        )

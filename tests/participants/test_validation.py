@@ -19,12 +19,15 @@ PROBLEM = "application/problem+json"
         ({"requested_roles": ["operator"]}, ["body", "requested_roles"]),
         ({"requested_roles": []}, ["body", "requested_roles"]),
         ({"unexpected": 1}, ["body", "unexpected"]),
-        ({"contacts": [{"name": "x", "email": "not-an-email", "phone": "12345"}]},
-         ["body", "contacts", 0, "email"]),
+        (
+            {"contacts": [{"name": "x", "email": "not-an-email", "phone": "12345"}]},
+            ["body", "contacts", 0, "email"],
+        ),
     ],
 )
-def test_invalid_application_fields_are_named(exchange: Exchange, change: dict[str, object],
-                                              loc: list[object]) -> None:
+def test_invalid_application_fields_are_named(
+    exchange: Exchange, change: dict[str, object], loc: list[object]
+) -> None:
     with exchange.client() as c:
         r = c.post("/applications", json=factories.application(**change))
     assert r.status_code == 422
@@ -47,8 +50,9 @@ def test_password_is_not_echoed_when_invalid(exchange: Exchange) -> None:
 
 def test_malformed_json(exchange: Exchange) -> None:
     with exchange.client() as c:
-        r = c.post("/applications", content=b"{not json",
-                   headers={"content-type": "application/json"})
+        r = c.post(
+            "/applications", content=b"{not json", headers={"content-type": "application/json"}
+        )
     assert r.status_code == 422
     assert r.json()["type"] == "urn:databourse:problem:validation"
 
@@ -63,8 +67,7 @@ def test_oversized_body(exchange: Exchange) -> None:
             for _ in range(100):
                 yield b"x" * 1000
 
-        r = c.post("/applications", content=chunks(),
-                   headers={"content-type": "application/json"})
+        r = c.post("/applications", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
         assert r.headers["content-type"] == PROBLEM
 

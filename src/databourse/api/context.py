@@ -35,5 +35,12 @@ class AppContext:
             session_ttl=timedelta(seconds=settings.session_ttl_seconds),
         )
         signing_key = load_signing_key(settings.signing_key_file)
-        return cls(settings, db, db.write_sessions(), db.read_sessions(), tokens, signing_key,
-                   LogKey.from_private_key(signing_key, settings.ledger_origin))
+        return cls(
+            settings,
+            db,
+            db.write_sessions(),
+            db.read_sessions(),
+            tokens,
+            signing_key,
+            LogKey.from_private_key(signing_key, settings.ledger_origin),
+        )

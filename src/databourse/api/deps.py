@@ -64,8 +64,13 @@ class Commands:
         self.owner = owner
         self.actor = actor
 
-    def run(self, fn: Callable[[UnitOfWork], BaseModel], body: BaseModel | None = None,
-            status_code: int = 200, redact: tuple[str, ...] = ()) -> JSONResponse:
+    def run(
+        self,
+        fn: Callable[[UnitOfWork], BaseModel],
+        body: BaseModel | None = None,
+        status_code: int = 200,
+        redact: tuple[str, ...] = (),
+    ) -> JSONResponse:
         """``redact`` names response fields (secrets shown once) never kept for replays."""
         key = self.request.headers.get("idempotency-key")
         if key is None:
@@ -75,7 +80,8 @@ class Commands:
             return JSONResponse(out, status_code=status_code)
         idempotency.check_key(key)
         req_hash = idempotency.request_hash(
-            self.request.method, self.request.url.path,
+            self.request.method,
+            self.request.url.path,
             body.model_dump(mode="json") if body is not None else None,
         )
         with UnitOfWork(self.ctx.writes, self.actor) as uow:
@@ -99,13 +105,15 @@ class Commands:
 
     @staticmethod
     def _replayed(replay: idempotency.Replay) -> JSONResponse:
-        return JSONResponse(replay.body, status_code=replay.status_code,
-                            headers={"Idempotent-Replayed": "true"})
+        return JSONResponse(
+            replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+        )
 
 
 def commands(request: Request, ctx: Ctx, principal: Caller) -> Commands:
-    return Commands(request, ctx, principal.ref, Actor(principal.kind, principal.id,
-                                                        principal.org_id))
+    return Commands(
+        request, ctx, principal.ref, Actor(principal.kind, principal.id, principal.org_id)
+    )
 
 
 def public_commands(request: Request, ctx: Ctx) -> Commands:

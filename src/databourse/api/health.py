@@ -23,7 +23,6 @@ def ready(ctx: Ctx) -> JSONResponse:
     try:
         with ctx.reads() as session:
             session.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means not ready
-        return JSONResponse({"status": "unavailable", "database": "unreachable"},
-                            status_code=503)
+    except Exception:
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ready", "database": "ok"})

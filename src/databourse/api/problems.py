@@ -29,8 +29,9 @@ _HTTP_SLUGS = {
 }
 
 
-def problem(status: int, slug: str, title: str, detail: str | None, request: Request,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, slug: str, title: str, detail: str | None, request: Request, **extra: Any
+) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + slug,
         "title": title,
@@ -61,8 +62,9 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _clean_errors(exc.errors())
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        return problem(422, "validation", "The request is not valid", detail, request,
-                       errors=errors)
+        return problem(
+            422, "validation", "The request is not valid", detail, request, errors=errors
+        )
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
@@ -72,6 +74,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return problem(500, "internal", "Internal error",
-                       "An unexpected error occurred; quote the request id to the operator.",
-                       request)
+        return problem(
+            500,
+            "internal",
+            "Internal error",
+            "An unexpected error occurred; quote the request id to the operator.",
+            request,
+        )

@@ -33,7 +33,10 @@ class MeOut(Out):
 
 class ApiKeyIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=120)]
-    scopes: Annotated[list[Literal["read", "write"]], Field(min_length=1, max_length=2)] = ["read"]
+    scopes: Annotated[
+        list[Literal["read", "write"]],
+        Field(min_length=1, max_length=2, default_factory=lambda: ["read"]),
+    ]
     expires_in_days: Annotated[int | None, Field(ge=1, le=730)] = 90
 
 

@@ -49,8 +49,14 @@ def login(uow: UnitOfWork, cfg: TokenConfig, email: str, password: str) -> Login
         raise BadCredentials()
     now = utcnow()
     token = new_session_token()
-    uow.session.add(WebSession(id=new_id("ses"), token_hash=sha256_hex(token), user_id=user.id,
-                               expires_at=now + cfg.session_ttl))
+    uow.session.add(
+        WebSession(
+            id=new_id("ses"),
+            token_hash=sha256_hex(token),
+            user_id=user.id,
+            expires_at=now + cfg.session_ttl,
+        )
+    )
     user.last_login_at = now
     return LoginResult(user, token, mint_access_token(cfg.secret, user.id, now, cfg.access_ttl))
 
@@ -81,8 +87,9 @@ def logout(uow: UnitOfWork, session_token: str) -> None:
 def _user_principal(session: Session, user: User) -> Principal:
     org = session.get(Organisation, user.org_id)
     assert org is not None
-    return Principal("user", user.id, org.id, org.status, frozenset(org.role_names),
-                     is_admin=user.is_admin)
+    return Principal(
+        "user", user.id, org.id, org.status, frozenset(org.role_names), is_admin=user.is_admin
+    )
 
 
 def principal_from_bearer(session: Session, cfg: TokenConfig, token: str) -> Principal:
@@ -113,25 +120,42 @@ def _apikey_principal(session: Session, prefix: str, presented: str) -> Principa
         raise InvalidToken("this API key has expired")
     org = session.get(Organisation, key.org_id)
     assert org is not None
-    return Principal("apikey", key.id, org.id, org.status, frozenset(org.role_names),
-                     scopes=frozenset(key.scopes))
+    return Principal(
+        "apikey",
+        key.id,
+        org.id,
+        org.status,
+        frozenset(org.role_names),
+        scopes=frozenset(key.scopes),
+    )
 
 
-def create_api_key(uow: UnitOfWork, principal: Principal, org_id: str,
-                   data: ApiKeyIn) -> tuple[ApiKey, str]:
+def create_api_key(
+    uow: UnitOfWork, principal: Principal, org_id: str, data: ApiKeyIn
+) -> tuple[ApiKey, str]:
     authorize(principal, "apikey.create", org_id)
     material = new_api_key()
     now = utcnow()
     key = ApiKey(
-        id=new_id("key"), org_id=org_id, name=data.name, prefix=material.prefix,
-        secret_hash=material.secret_hash, scopes=sorted(set(data.scopes)),
-        created_by=principal.ref, created_at=now,
+        id=new_id("key"),
+        org_id=org_id,
+        name=data.name,
+        prefix=material.prefix,
+        secret_hash=material.secret_hash,
+        scopes=sorted(set(data.scopes)),
+        created_by=principal.ref,
+        created_at=now,
         expires_at=now + timedelta(days=data.expires_in_days) if data.expires_in_days else None,
     )
     uow.session.add(key)
     uow.session.flush()
-    uow.record("apikey.issued", key.id, {"org_id": org_id, "scopes": key.scopes},
-               apikey_state(key), (org_id,))
+    uow.record(
+        "apikey.issued",
+        key.id,
+        {"org_id": org_id, "scopes": key.scopes},
+        apikey_state(key),
+        (org_id,),
+    )
     return key, material.secret
 
 
@@ -143,8 +167,9 @@ def revoke_api_key(uow: UnitOfWork, principal: Principal, key_id: str) -> ApiKey
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoked_by = principal.ref
-        uow.record("apikey.revoked", key.id, {"org_id": key.org_id}, apikey_state(key),
-                   (key.org_id,))
+        uow.record(
+            "apikey.revoked", key.id, {"org_id": key.org_id}, apikey_state(key), (key.org_id,)
+        )
     return key
 
 

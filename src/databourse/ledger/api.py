@@ -40,8 +40,7 @@ def log_key(ctx: Ctx, _: PublicRead) -> PlainTextResponse:
     return PlainTextResponse(ctx.log_key.verifier.key + "\n")
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse,
-            openapi_extra=action("public.ledger"))
+@router.get("/checkpoint", response_class=PlainTextResponse, openapi_extra=action("public.ledger"))
 def current_checkpoint(session: ReadSession, _: PublicRead) -> PlainTextResponse:
     """The newest signed checkpoint with its witness cosignatures, as a signed note."""
     cp = services.latest_checkpoint(session)
@@ -50,10 +49,14 @@ def current_checkpoint(session: ReadSession, _: PublicRead) -> PlainTextResponse
     return PlainTextResponse(services.cosigned_note(session, cp), media_type=NOTE_TYPE)
 
 
-@router.get("/checkpoints", response_model=list[schemas.CheckpointOut],
-            openapi_extra=action("public.ledger"))
+@router.get(
+    "/checkpoints",
+    response_model=list[schemas.CheckpointOut],
+    openapi_extra=action("public.ledger"),
+)
 def checkpoint_history(
-    session: ReadSession, _: PublicRead,
+    session: ReadSession,
+    _: PublicRead,
     size: Annotated[int | None, Query(ge=0)] = None,
     after: Annotated[int, Query(ge=-1)] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -66,23 +69,38 @@ def checkpoint_history(
     q = select(Checkpoint).where(Checkpoint.size > after).order_by(Checkpoint.size).limit(limit)
     if size is not None:
         q = select(Checkpoint).where(Checkpoint.size == size)
-    return [schemas.CheckpointOut(size=c.size, root=c.root, note=services.cosigned_note(
-        session, c), created_at=c.created_at) for c in session.scalars(q)]
+    return [
+        schemas.CheckpointOut(
+            size=c.size,
+            root=c.root,
+            note=services.cosigned_note(session, c),
+            created_at=c.created_at,
+        )
+        for c in session.scalars(q)
+    ]
 
 
-@router.post("/checkpoints", response_model=schemas.CheckpointOut,
-             openapi_extra=action("ledger.checkpoint.publish"))
+@router.post(
+    "/checkpoints",
+    response_model=schemas.CheckpointOut,
+    openapi_extra=action("ledger.checkpoint.publish"),
+)
 def publish(caller: Caller, cmd: Cmd, ctx: Ctx) -> Any:
     """Sign a checkpoint of the current tree now (operator)."""
     authorize(caller, "ledger.checkpoint.publish")
-    return cmd.run(lambda uow: schemas.CheckpointOut.model_validate(
-        services.publish_checkpoint(uow, ctx.log_key)))
+    return cmd.run(
+        lambda uow: schemas.CheckpointOut.model_validate(
+            services.publish_checkpoint(uow, ctx.log_key)
+        )
+    )
 
 
-@router.get("/proofs/inclusion", response_model=schemas.InclusionOut,
-            openapi_extra=action("public.ledger"))
+@router.get(
+    "/proofs/inclusion", response_model=schemas.InclusionOut, openapi_extra=action("public.ledger")
+)
 def inclusion(
-    session: ReadSession, _: PublicRead,
+    session: ReadSession,
+    _: PublicRead,
     size: Annotated[int, Query(ge=1)],
     seq: Annotated[int | None, Query(ge=0)] = None,
     leaf_hash: Annotated[str | None, Query(description="base64 leaf hash")] = None,
@@ -98,31 +116,48 @@ def inclusion(
     assert seq is not None
     proof = services.inclusion_proof(session, seq, size)
     leaf = services.entry(session, seq).leaf_hash
-    return schemas.InclusionOut(seq=seq, size=size, leaf_hash=base64.b64encode(leaf).decode(),
-                                proof=[base64.b64encode(h).decode() for h in proof])
+    return schemas.InclusionOut(
+        seq=seq,
+        size=size,
+        leaf_hash=base64.b64encode(leaf).decode(),
+        proof=[base64.b64encode(h).decode() for h in proof],
+    )
 
 
-@router.get("/proofs/consistency", response_model=schemas.ConsistencyOut,
-            openapi_extra=action("public.ledger"))
-def consistency(session: ReadSession, _: PublicRead, old: Annotated[int, Query(ge=1)],
-                new: Annotated[int, Query(ge=1)]) -> Any:
+@router.get(
+    "/proofs/consistency",
+    response_model=schemas.ConsistencyOut,
+    openapi_extra=action("public.ledger"),
+)
+def consistency(
+    session: ReadSession,
+    _: PublicRead,
+    old: Annotated[int, Query(ge=1)],
+    new: Annotated[int, Query(ge=1)],
+) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""
     proof = services.consistency_proof(session, old, new)
-    return schemas.ConsistencyOut(old_size=old, size=new,
-                                  proof=[base64.b64encode(h).decode() for h in proof])
+    return schemas.ConsistencyOut(
+        old_size=old, size=new, proof=[base64.b64encode(h).decode() for h in proof]
+    )
 
 
-@router.get("/entries", response_model=list[schemas.EntryOut],
-            openapi_extra=action("ledger.entry.read"))
-def list_entries(caller: Caller, session: ReadSession,
-                 start: Annotated[int, Query(ge=0)] = 0,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+@router.get(
+    "/entries", response_model=list[schemas.EntryOut], openapi_extra=action("ledger.entry.read")
+)
+def list_entries(
+    caller: Caller,
+    session: ReadSession,
+    start: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
     """Entries in [start, start+limit) that the caller is a party to (all, for auditors)."""
     return services.entries(session, caller, start, start + limit)
 
 
-@router.get("/entries/{seq}", response_model=schemas.EntryOut,
-            openapi_extra=action("ledger.entry.read"))
+@router.get(
+    "/entries/{seq}", response_model=schemas.EntryOut, openapi_extra=action("ledger.entry.read")
+)
 def get_entry(seq: int, caller: Caller, session: ReadSession) -> Any:
     return services.authorize_entry(session, caller, seq)
 
@@ -137,16 +172,28 @@ def get_receipt(seq: int, caller: Caller, ctx: Ctx) -> Any:
     return out
 
 
-@router.post("/witnesses", status_code=201, response_model=schemas.WitnessOut,
-             openapi_extra=action("ledger.witness.register"))
+@router.post(
+    "/witnesses",
+    status_code=201,
+    response_model=schemas.WitnessOut,
+    openapi_extra=action("ledger.witness.register"),
+)
 def register_witness(body: schemas.WitnessIn, caller: Caller, cmd: Cmd) -> Any:
     """Register a witness key of the caller's organisation (e.g. a regulator's)."""
-    return cmd.run(lambda uow: schemas.WitnessOut.model_validate(services.register_witness(
-        uow, caller, body.verifier_key, body.url)), body, status_code=201)
+    return cmd.run(
+        lambda uow: schemas.WitnessOut.model_validate(
+            services.register_witness(uow, caller, body.verifier_key, body.url)
+        ),
+        body,
+        status_code=201,
+    )
 
 
-@router.get("/witnesses", response_model=list[schemas.WitnessOut],
-            openapi_extra=action("ledger.witness.list"))
+@router.get(
+    "/witnesses",
+    response_model=list[schemas.WitnessOut],
+    openapi_extra=action("ledger.witness.list"),
+)
 def list_witnesses(caller: Caller, session: ReadSession) -> Any:
     return services.list_witnesses(session, caller)
 
@@ -166,18 +213,27 @@ def witness_round(caller: Caller, ctx: Ctx) -> dict[str, str]:
     return outcome
 
 
-@router.post("/cosignatures", response_model=schemas.CheckpointOut,
-             openapi_extra=action("ledger.witness.register"))
-def submit_cosignature(body: schemas.CosignatureIn, caller: Caller, cmd: Cmd,
-                       session: ReadSession) -> Any:
+@router.post(
+    "/cosignatures",
+    response_model=schemas.CheckpointOut,
+    openapi_extra=action("ledger.witness.register"),
+)
+def submit_cosignature(
+    body: schemas.CosignatureIn, caller: Caller, cmd: Cmd, session: ReadSession
+) -> Any:
     """A pulling witness hands in its cosignature line for a checkpoint it verified."""
 
     def run(uow: UnitOfWork) -> schemas.CheckpointOut:
-        cp = services.submit_cosignature(uow, caller, body.witness_id, body.size,
-                                         body.signature_line)
+        cp = services.submit_cosignature(
+            uow, caller, body.witness_id, body.size, body.signature_line
+        )
         uow.session.flush()
-        return schemas.CheckpointOut(size=cp.size, root=cp.root, created_at=cp.created_at,
-                                     note=services.cosigned_note(uow.session, cp))
+        return schemas.CheckpointOut(
+            size=cp.size,
+            root=cp.root,
+            created_at=cp.created_at,
+            note=services.cosigned_note(uow.session, cp),
+        )
 
     return cmd.run(run, body)
 
@@ -191,7 +247,8 @@ def gossip(body: schemas.GossipIn, ctx: Ctx, _: PublicRead) -> Any:
     return out
 
 
-@router.get("/alerts", response_model=list[schemas.AlertOut],
-            openapi_extra=action("ledger.alert.list"))
+@router.get(
+    "/alerts", response_model=list[schemas.AlertOut], openapi_extra=action("ledger.alert.list")
+)
 def list_alerts(caller: Caller, session: ReadSession) -> Any:
     return services.alerts(session, caller)

@@ -72,8 +72,14 @@ class Report:
 def _entries(session: Session, batch: int = 5000) -> Iterator[LedgerEntry]:
     last = -1
     while True:
-        rows = list(session.scalars(select(LedgerEntry).where(LedgerEntry.seq > last)
-                                    .order_by(LedgerEntry.seq).limit(batch)))
+        rows = list(
+            session.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.seq > last)
+                .order_by(LedgerEntry.seq)
+                .limit(batch)
+            )
+        )
         if not rows:
             return
         yield from rows
@@ -81,9 +87,12 @@ def _entries(session: Session, batch: int = 5000) -> Iterator[LedgerEntry]:
         session.expunge_all()
 
 
-def verify(session: Session, log_key: Verifier | None = None,
-           coverage: Coverage | None = None,
-           progress: Callable[[int], None] | None = None) -> Report:
+def verify(
+    session: Session,
+    log_key: Verifier | None = None,
+    coverage: Coverage | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
     report = Report()
     coverage = default_coverage() if coverage is None else coverage
     head = session.get(LedgerHead, HEAD_ID)
@@ -97,20 +106,32 @@ def verify(session: Session, log_key: Verifier | None = None,
     for e in _entries(session):
         report.entries += 1
         if e.seq != frontier.size:
-            report.findings.append(Finding("entry", e.seq, e.subject,
-                                           f"expected entry {frontier.size} next (gap)"))
+            report.findings.append(
+                Finding("entry", e.seq, e.subject, f"expected entry {frontier.size} next (gap)")
+            )
         leaf = merkle.leaf_hash(e.entry)
         if leaf != e.leaf_hash:
-            report.findings.append(Finding("entry", e.seq, e.subject,
-                                           "the entry's bytes do not hash to its leaf"))
+            report.findings.append(
+                Finding("entry", e.seq, e.subject, "the entry's bytes do not hash to its leaf")
+            )
         doc = json.loads(e.entry)
         if (doc.get("seq"), doc.get("subject"), doc.get("state_hash"), doc.get("kind")) != (
-                e.seq, e.subject, e.state_hash, e.kind):
-            report.findings.append(Finding("entry", e.seq, e.subject,
-                                           "the entry's columns differ from its signed bytes"))
+            e.seq,
+            e.subject,
+            e.state_hash,
+            e.kind,
+        ):
+            report.findings.append(
+                Finding(
+                    "entry", e.seq, e.subject, "the entry's columns differ from its signed bytes"
+                )
+            )
         if doc.get("prev_state_hash") != last_state.get(e.subject):
-            report.findings.append(Finding("entry", e.seq, e.subject,
-                                           "prev_state_hash does not chain to the last entry"))
+            report.findings.append(
+                Finding(
+                    "entry", e.seq, e.subject, "prev_state_hash does not chain to the last entry"
+                )
+            )
         last_state[e.subject] = doc.get("state_hash")
         last_seq[e.subject] = e.seq
         for level, index, h in frontier.append(e.leaf_hash):
@@ -125,55 +146,90 @@ def verify(session: Session, log_key: Verifier | None = None,
     return report
 
 
-def _check_tree(session: Session, report: Report, frontier: merkle.Frontier, head: LedgerHead,
-                expected: dict[tuple[int, int], bytes]) -> None:
+def _check_tree(
+    session: Session,
+    report: Report,
+    frontier: merkle.Frontier,
+    head: LedgerHead,
+    expected: dict[tuple[int, int], bytes],
+) -> None:
     if (head.size, head.root) != (frontier.size, frontier.root()):
-        report.findings.append(Finding("tree", None, None,
-                                       f"the head (size {head.size}) is not the replayed tree"))
-    for level, index, h in session.execute(select(LedgerNode.level, LedgerNode.index,
-                                                  LedgerNode.hash)):
+        report.findings.append(
+            Finding("tree", None, None, f"the head (size {head.size}) is not the replayed tree")
+        )
+    for level, index, h in session.execute(
+        select(LedgerNode.level, LedgerNode.index, LedgerNode.hash)
+    ):
         if expected.pop((level, index), None) != h:
-            report.findings.append(Finding("tree", None, None,
-                                           f"stored node ({level}, {index}) is wrong"))
+            report.findings.append(
+                Finding("tree", None, None, f"stored node ({level}, {index}) is wrong")
+            )
     for level, index in expected:
         report.findings.append(Finding("tree", None, None, f"node ({level}, {index}) missing"))
 
 
-def _check_checkpoints(session: Session, report: Report, roots: dict[int, bytes],
-                       log_key: Verifier | None) -> None:
+def _check_checkpoints(
+    session: Session, report: Report, roots: dict[int, bytes], log_key: Verifier | None
+) -> None:
     for cp in session.scalars(select(Checkpoint).order_by(Checkpoint.size)):
         report.checkpoints += 1
         try:
             body = open_note(cp.note, [log_key])[0] if log_key else cp.note.split("\n\n")[0]
             signed = CheckpointBody.parse(body if body.endswith("\n") else body + "\n")
         except NoteError as exc:
-            report.findings.append(Finding("checkpoint", None, None,
-                                           f"checkpoint {cp.size}: {exc}"))
+            report.findings.append(
+                Finding("checkpoint", None, None, f"checkpoint {cp.size}: {exc}")
+            )
             continue
         if cp.size > 0 and roots.get(cp.size) != signed.root:
-            report.findings.append(Finding("checkpoint", None, None,
-                                           f"checkpoint {cp.size} signs a root the log "
-                                           "does not have"))
+            report.findings.append(
+                Finding(
+                    "checkpoint",
+                    None,
+                    None,
+                    f"checkpoint {cp.size} signs a root the log does not have",
+                )
+            )
 
 
-def _check_rows(session: Session, report: Report, coverage: Coverage,
-                last_state: dict[str, str | None], last_seq: dict[str, int]) -> None:
+def _check_rows(
+    session: Session,
+    report: Report,
+    coverage: Coverage,
+    last_state: dict[str, str | None],
+    last_seq: dict[str, int],
+) -> None:
     seen: set[str] = set()
     for prefix, (model, state_of) in coverage.items():
         for row in session.scalars(select(model)):
             report.rows += 1
             seen.add(row.id)
             if row.id not in last_state:
-                report.findings.append(Finding("inserted", None, row.id,
-                                               f"{model.__tablename__} row {row.id} has no "
-                                               "ledger entry"))
+                report.findings.append(
+                    Finding(
+                        "inserted",
+                        None,
+                        row.id,
+                        f"{model.__tablename__} row {row.id} has no ledger entry",
+                    )
+                )
             elif state_hash(state_of(row)) != last_state[row.id]:
-                report.findings.append(Finding("edited", last_seq[row.id], row.id,
-                                               f"{model.__tablename__} row {row.id} differs "
-                                               f"from entry {last_seq[row.id]}"))
+                report.findings.append(
+                    Finding(
+                        "edited",
+                        last_seq[row.id],
+                        row.id,
+                        f"{model.__tablename__} row {row.id} differs from entry {last_seq[row.id]}",
+                    )
+                )
         session.expunge_all()
         for subject, seq in last_seq.items():
             if subject.startswith(prefix + "_") and subject not in seen:
-                report.findings.append(Finding("deleted", seq, subject,
-                                               f"{model.__tablename__} row {subject} of entry "
-                                               f"{seq} is missing"))
+                report.findings.append(
+                    Finding(
+                        "deleted",
+                        seq,
+                        subject,
+                        f"{model.__tablename__} row {subject} of entry {seq} is missing",
+                    )
+                )

@@ -19,8 +19,7 @@ from databourse.ledger.note import NoteError, Verifier, generate_signer, open_no
 
 ledger_app = typer.Typer(help="The registration ledger.", no_args_is_help=True)
 receipt_app = typer.Typer(help="Receipts (registration certificates).", no_args_is_help=True)
-witness_app = typer.Typer(help="Act as a witness of an exchange's ledger.",
-                          no_args_is_help=True)
+witness_app = typer.Typer(help="Act as a witness of an exchange's ledger.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
@@ -47,16 +46,27 @@ def verify() -> None:
     try:
         with ctx.reads() as session:
             total = session.get(LedgerHead, 1).size  # type: ignore[union-attr]
-            with Progress(TextColumn("replaying the log"), BarColumn(), MofNCompleteColumn(),
-                          console=err, transient=True) as bar:
+            with Progress(
+                TextColumn("replaying the log"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err,
+                transient=True,
+            ) as bar:
                 task = bar.add_task("replay", total=total)
-                report = audit.verify(session, ctx.log_key.verifier,
-                                      progress=lambda n: bar.update(task, completed=n)
-                                      if n % 1000 == 0 or n == total else None)
+                report = audit.verify(
+                    session,
+                    ctx.log_key.verifier,
+                    progress=lambda n: (
+                        bar.update(task, completed=n) if n % 1000 == 0 or n == total else None
+                    ),
+                )
     finally:
         ctx.db.dispose()
-    console.print(f"{report.entries} entries, {report.checkpoints} checkpoints, "
-                  f"{report.rows} covered rows checked")
+    console.print(
+        f"{report.entries} entries, {report.checkpoints} checkpoints, "
+        f"{report.rows} covered rows checked"
+    )
     if report.ok:
         console.print("[green]the ledger and the database agree[/green]")
         return
@@ -88,14 +98,15 @@ def checkpoint() -> None:
 @ledger_app.command("key")
 def key() -> None:
     """Print the exchange's verifier key (what receipt verification needs)."""
-    from databourse.ledger.services import LogKey
     from databourse.keys import load_signing_key
+    from databourse.ledger.services import LogKey
     from databourse.settings import get_settings
 
     s = get_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    print(LogKey.from_private_key(load_signing_key(s.signing_key_file), s.ledger_origin)
-          .verifier.key)
+    print(
+        LogKey.from_private_key(load_signing_key(s.signing_key_file), s.ledger_origin).verifier.key
+    )
 
 
 @ledger_app.command("monitor")
@@ -125,8 +136,10 @@ def monitor(
                 err.print(f"[red]ALERT[/red] checkpoint signature invalid: {exc}")
                 raise typer.Exit(2) from exc
             if cp.size in seen and seen[cp.size] != cp.root.hex():
-                err.print(f"[red]ALERT split view[/red]: size {cp.size} had root "
-                          f"{seen[cp.size]}, now {cp.root.hex()}")
+                err.print(
+                    f"[red]ALERT split view[/red]: size {cp.size} had root "
+                    f"{seen[cp.size]}, now {cp.root.hex()}"
+                )
                 raise typer.Exit(2)
             if last is not None and cp.size > last.size:
                 p = client.get("/proofs/consistency", params={"old": last.size, "new": cp.size})
@@ -158,24 +171,30 @@ def monitor(
 @receipt_app.command("verify")
 def receipt_verify(
     file: Path,
-    key_text: Annotated[str, typer.Option("--key", help="The exchange's verifier key "
-                                          "(text or file)")],
+    key_text: Annotated[
+        str, typer.Option("--key", help="The exchange's verifier key (text or file)")
+    ],
     witness: Annotated[list[str] | None, typer.Option(help="A witness verifier key")] = None,
     min_witnesses: int = 0,
 ) -> None:
     """Verify a receipt offline: no database and no network, only the exchange's key."""
     try:
         doc = json.loads(file.read_text())
-        v = receipts.verify(doc, _verifier(key_text),
-                            [Verifier.from_key(w, cosignature=False) for w in witness or []],
-                            min_witnesses)
+        v = receipts.verify(
+            doc,
+            _verifier(key_text),
+            [Verifier.from_key(w, cosignature=False) for w in witness or []],
+            min_witnesses,
+        )
     except (receipts.ReceiptError, json.JSONDecodeError, NoteError) as exc:
         err.print(f"[red]INVALID[/red]: {exc}")
         raise typer.Exit(1) from exc
     e = v.entry
-    console.print(f"[green]VALID[/green]: entry {v.seq} ({e['kind']} of {e['subject']} by "
-                  f"{e['actor']} at {e['at']}) is in {v.origin} at size {v.size}"
-                  + (f", cosigned by {v.witnesses} witness(es)" if witness else ""))
+    console.print(
+        f"[green]VALID[/green]: entry {v.seq} ({e['kind']} of {e['subject']} by "
+        f"{e['actor']} at {e['at']}) is in {v.origin} at size {v.size}"
+        + (f", cosigned by {v.witnesses} witness(es)" if witness else "")
+    )
 
 
 @witness_app.command("keygen")

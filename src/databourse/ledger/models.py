@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from databourse.db import Base, UTCDateTime, utcnow
@@ -35,7 +45,7 @@ class LedgerEntryParty(Base):
 
 
 class LedgerNode(Base):
-    """A perfect-subtree hash: node (level, index) covers leaves [index·2^level, (index+1)·2^level)."""
+    """A perfect-subtree hash: (level, index) covers leaves [index·2^level, (index+1)·2^level)."""
 
     __tablename__ = "ledger_nodes"
 

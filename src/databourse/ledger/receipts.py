@@ -22,8 +22,9 @@ class ReceiptError(ValueError):
     """The receipt does not verify; the message says which step failed."""
 
 
-def build(entry: bytes, seq: int, proof: list[bytes], signed_checkpoint: str,
-          log_key: str) -> dict[str, Any]:
+def build(
+    entry: bytes, seq: int, proof: list[bytes], signed_checkpoint: str, log_key: str
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "log_key": log_key,
@@ -44,8 +45,12 @@ class Verified:
     witnesses: int
 
 
-def verify(receipt: dict[str, Any], log_key: Verifier,
-           witnesses: list[Verifier] | None = None, min_witnesses: int = 0) -> Verified:
+def verify(
+    receipt: dict[str, Any],
+    log_key: Verifier,
+    witnesses: list[Verifier] | None = None,
+    min_witnesses: int = 0,
+) -> Verified:
     """Check a receipt offline; raise ``ReceiptError`` naming the failed step."""
     if receipt.get("format") != FORMAT:
         raise ReceiptError(f"not a {FORMAT} receipt")

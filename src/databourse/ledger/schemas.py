@@ -14,8 +14,10 @@ from databourse.schemas import Out, Strict
 class CheckpointOut(Out):
     size: int
     root: bytes
-    note: str = Field(description="C2SP signed note: the checkpoint with the exchange's "
-                      "signature and any witness cosignatures")
+    note: str = Field(
+        description="C2SP signed note: the checkpoint with the exchange's "
+        "signature and any witness cosignatures"
+    )
     created_at: datetime
 
     @field_serializer("root")
@@ -53,10 +55,24 @@ class ConsistencyOut(ProofOut):
 
 
 class WitnessIn(Strict):
-    verifier_key: Annotated[str, Field(min_length=10, max_length=500, description=(
-        "tlog-cosignature verifier key: <name>+<hex key id>+<base64(0x04 || pubkey)>"))]
-    url: Annotated[str | None, Field(max_length=500, description=(
-        "Where the witness serves C2SP tlog-witness add-checkpoint; none to cosign by pull"))
+    verifier_key: Annotated[
+        str,
+        Field(
+            min_length=10,
+            max_length=500,
+            description=(
+                "tlog-cosignature verifier key: <name>+<hex key id>+<base64(0x04 || pubkey)>"
+            ),
+        ),
+    ]
+    url: Annotated[
+        str | None,
+        Field(
+            max_length=500,
+            description=(
+                "Where the witness serves C2SP tlog-witness add-checkpoint; none to cosign by pull"
+            ),
+        ),
     ] = None
 
 

@@ -32,7 +32,7 @@ from databourse.ledger.models import (
     Witness,
 )
 from databourse.ledger.note import Checkpoint as CheckpointBody
-from databourse.ledger.note import NoteError, Signer, Verifier, open_note, parse_note, sign_note
+from databourse.ledger.note import NoteError, Signer, Verifier, open_note, sign_note
 from databourse.ledger.witness import format_request
 from databourse.ledger.writer import HEAD_ID, fetch_nodes
 from databourse.uow import UnitOfWork
@@ -48,8 +48,11 @@ class LogKey:
 
     @classmethod
     def from_private_key(cls, key: Ed25519PrivateKey, origin: str) -> LogKey:
-        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                 serialization.NoEncryption())
+        seed = key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
         return cls(Signer(origin, seed))
 
     @property
@@ -78,6 +81,7 @@ def root_at(session: Session, size: int) -> bytes:
 
 # Checkpoints -----------------------------------------------------------------------------
 
+
 def publish_checkpoint(uow: UnitOfWork, key: LogKey) -> Checkpoint:
     """Sign the current tree head, unless a checkpoint of this size already exists."""
     h = head(uow.session)
@@ -85,8 +89,7 @@ def publish_checkpoint(uow: UnitOfWork, key: LogKey) -> Checkpoint:
     if existing is not None:
         return existing
     body = CheckpointBody(key.origin, h.size, h.root).body()
-    cp = Checkpoint(size=h.size, root=h.root, note=sign_note(body, key.signer),
-                    created_at=utcnow())
+    cp = Checkpoint(size=h.size, root=h.root, note=sign_note(body, key.signer), created_at=utcnow())
     uow.session.add(cp)
     try:
         uow.session.flush()
@@ -107,12 +110,14 @@ def checkpoint_of_size(session: Session, size: int) -> Checkpoint | None:
 
 def cosigned_note(session: Session, cp: Checkpoint) -> str:
     """The checkpoint's signed note with every stored witness cosignature appended."""
-    lines = session.scalars(select(Cosignature.line).where(Cosignature.checkpoint_id == cp.id)
-                            .order_by(Cosignature.id)).all()
+    lines = session.scalars(
+        select(Cosignature.line).where(Cosignature.checkpoint_id == cp.id).order_by(Cosignature.id)
+    ).all()
     return cp.note + "".join(lines)
 
 
 # Proofs and entries ----------------------------------------------------------------------
+
 
 def inclusion_proof(session: Session, seq: int, size: int) -> list[bytes]:
     if not 0 <= seq < size <= head(session).size:
@@ -147,8 +152,11 @@ def authorize_entry(session: Session, principal: Principal, seq: int) -> LedgerE
     e = entry(session, seq)
     if authorize(principal, "ledger.entry.read") is Reach.ANY:
         return e
-    party = session.scalar(select(exists().where(LedgerEntryParty.seq == seq,
-                                                 LedgerEntryParty.org_id == principal.org_id)))
+    party = session.scalar(
+        select(
+            exists().where(LedgerEntryParty.seq == seq, LedgerEntryParty.org_id == principal.org_id)
+        )
+    )
     if not party:
         raise EntryNotFound(f"no entry {seq}")
     return e
@@ -157,8 +165,11 @@ def authorize_entry(session: Session, principal: Principal, seq: int) -> LedgerE
 def entries(session: Session, principal: Principal, start: int, end: int) -> list[LedgerEntry]:
     q = select(LedgerEntry).where(LedgerEntry.seq >= start, LedgerEntry.seq < end)
     if authorize(principal, "ledger.entry.read") is Reach.OWN:
-        q = q.where(LedgerEntry.seq.in_(select(LedgerEntryParty.seq).where(
-            LedgerEntryParty.org_id == principal.org_id)))
+        q = q.where(
+            LedgerEntry.seq.in_(
+                select(LedgerEntryParty.seq).where(LedgerEntryParty.org_id == principal.org_id)
+            )
+        )
     return list(session.scalars(q.order_by(LedgerEntry.seq)))
 
 
@@ -169,14 +180,15 @@ def receipt(uow: UnitOfWork, principal: Principal, key: LogKey, seq: int) -> dic
     if cp is None or cp.size <= seq:
         cp = publish_checkpoint(uow, key)
     proof = inclusion_proof(uow.session, seq, cp.size)
-    return receipts.build(e.entry, seq, proof, cosigned_note(uow.session, cp),
-                          key.verifier.key)
+    return receipts.build(e.entry, seq, proof, cosigned_note(uow.session, cp), key.verifier.key)
 
 
 # Witnesses -------------------------------------------------------------------------------
 
-def register_witness(uow: UnitOfWork, principal: Principal, verifier_key: str,
-                     url: str | None) -> Witness:
+
+def register_witness(
+    uow: UnitOfWork, principal: Principal, verifier_key: str, url: str | None
+) -> Witness:
     authorize(principal, "ledger.witness.register", principal.org_id)
     try:
         verifier = Verifier.from_key(verifier_key)
@@ -184,13 +196,24 @@ def register_witness(uow: UnitOfWork, principal: Principal, verifier_key: str,
         raise InvalidWitnessKey(str(exc)) from exc
     if verifier.sig_type != 0x04:
         raise InvalidWitnessKey("a witness key must be a tlog-cosignature (type 0x04) key")
-    w = Witness(id=new_id("wit"), org_id=principal.org_id, name=verifier.name,
-                verifier_key=verifier_key, url=url, last_size=0, active=True)
+    w = Witness(
+        id=new_id("wit"),
+        org_id=principal.org_id,
+        name=verifier.name,
+        verifier_key=verifier_key,
+        url=url,
+        last_size=0,
+        active=True,
+    )
     uow.session.add(w)
     uow.session.flush()
-    uow.record("ledger.witness_registered", w.id, {"org_id": w.org_id, "name": w.name},
-               {"id": w.id, "org_id": w.org_id, "verifier_key": w.verifier_key, "url": w.url},
-               (w.org_id,))
+    uow.record(
+        "ledger.witness_registered",
+        w.id,
+        {"org_id": w.org_id, "name": w.name},
+        {"id": w.id, "org_id": w.org_id, "verifier_key": w.verifier_key, "url": w.url},
+        (w.org_id,),
+    )
     return w
 
 
@@ -198,8 +221,11 @@ def store_cosignature(session: Session, witness: Witness, cp: Checkpoint, line: 
     """Keep a witness's cosignature line after checking it against the witness's key."""
     verifier = Verifier.from_key(witness.verifier_key)
     open_note(cp.note.split("\n\n", 1)[0] + "\n\n" + line, [verifier])
-    if session.scalar(select(Cosignature.id).where(Cosignature.checkpoint_id == cp.id,
-                                                   Cosignature.witness_id == witness.id)):
+    if session.scalar(
+        select(Cosignature.id).where(
+            Cosignature.checkpoint_id == cp.id, Cosignature.witness_id == witness.id
+        )
+    ):
         return
     session.add(Cosignature(checkpoint_id=cp.id, witness_id=witness.id, line=line))
     witness.last_size = max(witness.last_size, cp.size)
@@ -217,8 +243,9 @@ def witness_round(uow: UnitOfWork, client: httpx.Client) -> dict[str, str]:
             old = min(w.last_size, cp.size)
             proof = consistency_proof(s, old, cp.size) if 0 < old < cp.size else []
             try:
-                r = client.post(f"{w.url}/add-checkpoint",
-                                content=format_request(old, proof, cp.note))
+                r = client.post(
+                    f"{w.url}/add-checkpoint", content=format_request(old, proof, cp.note)
+                )
             except httpx.HTTPError as exc:
                 outcome[w.name] = f"unreachable: {exc.__class__.__name__}"
                 break
@@ -241,6 +268,7 @@ def witness_round(uow: UnitOfWork, client: httpx.Client) -> dict[str, str]:
 
 # Gossip and split views ------------------------------------------------------------------
 
+
 def gossip(uow: UnitOfWork, key: LogKey, signed_note: str) -> dict[str, Any]:
     """Check a checkpoint someone received against this log's own history.
 
@@ -260,10 +288,15 @@ def gossip(uow: UnitOfWork, key: LogKey, signed_note: str) -> dict[str, Any]:
     else:
         kind = "split_view"
     ours = checkpoint_of_size(s, cp.size)
-    alert = LedgerAlert(kind=kind, size=cp.size, detail={
-        "presented": signed_note, "ours": ours.note if ours else None,
-        "presented_root": cp.root.hex(),
-    })
+    alert = LedgerAlert(
+        kind=kind,
+        size=cp.size,
+        detail={
+            "presented": signed_note,
+            "ours": ours.note if ours else None,
+            "presented_root": cp.root.hex(),
+        },
+    )
     s.add(alert)
     log.error("ledger alert", extra={"kind": kind, "size": cp.size})
     return {"consistent": False, "size": cp.size, "alert": kind}
@@ -274,10 +307,9 @@ def alerts(session: Session, principal: Principal) -> list[LedgerAlert]:
     return list(session.scalars(select(LedgerAlert).order_by(LedgerAlert.id)))
 
 
-
-
-def submit_cosignature(uow: UnitOfWork, principal: Principal, witness_id: str, size: int,
-                       line: str) -> Checkpoint:
+def submit_cosignature(
+    uow: UnitOfWork, principal: Principal, witness_id: str, size: int, line: str
+) -> Checkpoint:
     """A witness that cosigns by pulling (it verified consistency itself) hands in its line."""
     w = uow.session.get(Witness, witness_id)
     if w is None:

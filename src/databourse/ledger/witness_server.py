@@ -49,8 +49,9 @@ def create_witness_app(signer_key: str, logs: list[Verifier], state_file: Path) 
                 (size, root), line = add_checkpoint(state, known, req, signer, int(time.time()))
             except Refusal as r:
                 media = "text/x.tlog.size" if r.status == 409 else "text/plain"
-                return PlainTextResponse(r.body or r.reason + "\n", status_code=r.status,
-                                         media_type=media)
+                return PlainTextResponse(
+                    r.body or r.reason + "\n", status_code=r.status, media_type=media
+                )
             origin = req.note.split("\n", 1)[0]
             state[origin] = (size, root)
             save_state(state_file, state)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from databourse.db import utcnow
 from databourse.hashing import canonical, state_hash
 from databourse.ledger import merkle
-from databourse.ledger.models import LedgerEntry, LedgerEntryParty, LedgerHead, LedgerNode
+from databourse.ledger.models import LedgerEntry, LedgerHead, LedgerNode
 from databourse.uow import Actor, Record
 
 HEAD_ID = 1
@@ -79,7 +79,10 @@ def append_records(session: Session, actor: Actor, records: Sequence[Record]) ->
     frontier = merkle.Frontier.from_nodes(size, lambda lv, ix: known[(lv, ix)])
     now = utcnow()
     at = now.isoformat().replace("+00:00", "Z")
-    entries, nodes, seqs, parties = [], [], [], []
+    entries: list[dict[str, object]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    seqs: list[int] = []
+    parties: list[dict[str, object]] = []
     last_state: dict[str, str | None] = {}
     for rec in records:
         seq = frontier.size

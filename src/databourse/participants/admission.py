@@ -1,9 +1,9 @@
 """The admission workflow as data: which action moves an organisation from where to where.
 
-    applied ──start_review──▶ under_review ──admit──▶ admitted ◀──reinstate── suspended
-       ▲                          │                      │  └──────suspend──────▲
-       └──────resubmit── rejected ◀┘reject               │
-    applied | under_review | admitted ──withdraw──▶ withdrawn
+applied ──start_review──▶ under_review ──admit──▶ admitted ◀──reinstate── suspended
+   ▲                          │                      │  └──────suspend──────▲
+   └──────resubmit── rejected ◀┘reject               │
+applied | under_review | admitted ──withdraw──▶ withdrawn
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ TRANSITIONS: dict[str, Transition] = {
         Transition("reject", frozenset({S.under_review}), S.rejected, True),
         Transition("suspend", frozenset({S.admitted}), S.suspended, True),
         Transition("reinstate", frozenset({S.suspended}), S.admitted, True),
-        Transition("withdraw", frozenset({S.applied, S.under_review, S.admitted}), S.withdrawn,
-                   False),
+        Transition(
+            "withdraw", frozenset({S.applied, S.under_review, S.admitted}), S.withdrawn, False
+        ),
         Transition("resubmit", frozenset({S.rejected}), S.applied, False),
     ]
 }

@@ -23,5 +23,3 @@ class AdmissionIncomplete(ValidationFailed):
 class RoleNotGrantable(ValidationFailed):
     slug = "role-not-grantable"
     title = "This role cannot be granted to this organisation"
-
-

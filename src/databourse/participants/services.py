@@ -78,8 +78,9 @@ def _load_for_update(session: Session, org_id: str) -> Organisation:
     return org
 
 
-def _add_user(session: Session, org_id: str, data: schemas.AdminUserIn | schemas.UserIn,
-              is_admin: bool) -> User:
+def _add_user(
+    session: Session, org_id: str, data: schemas.AdminUserIn | schemas.UserIn, is_admin: bool
+) -> User:
     email = str(data.email).lower()
     if session.scalar(select(User.id).where(User.email == email)):
         raise DuplicateEmail(f"{email} already has an account")
@@ -126,17 +127,25 @@ def apply(uow: UnitOfWork, data: schemas.ApplicationIn) -> tuple[Organisation, U
     )
     s.add(org)
     user = _add_user(s, org.id, data.admin, is_admin=True)
-    s.add(AdmissionDecision(org_id=org.id, action="apply", from_status=None,
-                            to_status=OrgStatus.applied, actor=f"user:{user.id}",
-                            actor_org_id=org.id))
+    s.add(
+        AdmissionDecision(
+            org_id=org.id,
+            action="apply",
+            from_status=None,
+            to_status=OrgStatus.applied,
+            actor=f"user:{user.id}",
+            actor_org_id=org.id,
+        )
+    )
     try:
         s.flush()
     except IntegrityError as exc:  # a concurrent application with the same identifier
         raise DuplicateOrganisation(f"{identifier} has already applied") from exc
     uow.actor = Actor("user", user.id, org.id)
     _record_org(uow, "org.applied", org)
-    uow.record("user.created", user.id, {"org_id": org.id, "is_admin": True}, user_state(user),
-               (org.id,))
+    uow.record(
+        "user.created", user.id, {"org_id": org.id, "is_admin": True}, user_state(user), (org.id,)
+    )
     return org, user
 
 
@@ -161,8 +170,10 @@ def transition(
             current_status=org.status,
         )
     if step.reason_required and not (reason or "").strip():
-        raise ValidationFailed(f"{action} needs a reason", errors=[
-            {"loc": ["body", "reason"], "msg": "a reason is required", "type": "missing"}])
+        raise ValidationFailed(
+            f"{action} needs a reason",
+            errors=[{"loc": ["body", "reason"], "msg": "a reason is required", "type": "missing"}],
+        )
     kyb_record = None
     if action == "admit":
         missing = kyb_findings(
@@ -178,8 +189,11 @@ def transition(
         if missing:
             raise AdmissionIncomplete("admission needs " + "; ".join(missing), missing=missing)
         assert kyb is not None
-        kyb_record = {**kyb.model_dump(), "verified_by": principal.ref,
-                      "verified_at": utcnow().isoformat()}
+        kyb_record = {
+            **kyb.model_dump(),
+            "verified_by": principal.ref,
+            "verified_at": utcnow().isoformat(),
+        }
         org.kyb = kyb_record
         granted = {r.role for r in org.roles}
         for role in org.requested_roles:
@@ -188,16 +202,25 @@ def transition(
     previous = org.status
     org.status = step.target
     org.updated_at = utcnow()
-    uow.session.add(AdmissionDecision(
-        org_id=org.id, action=action, from_status=previous, to_status=step.target,
-        actor=principal.ref, actor_org_id=principal.org_id, reason=reason, kyb=kyb_record,
-    ))
+    uow.session.add(
+        AdmissionDecision(
+            org_id=org.id,
+            action=action,
+            from_status=previous,
+            to_status=step.target,
+            actor=principal.ref,
+            actor_org_id=principal.org_id,
+            reason=reason,
+            kyb=kyb_record,
+        )
+    )
     _record_org(uow, f"org.{action}", org, from_status=previous)
     return org
 
 
-def grant_role(uow: UnitOfWork, principal: Principal, org_id: str, role: Role,
-               reason: str) -> Organisation:
+def grant_role(
+    uow: UnitOfWork, principal: Principal, org_id: str, role: Role, reason: str
+) -> Organisation:
     authorize(principal, "role.grant", org_id)
     org = _load_for_update(uow.session, org_id)
     if org.status not in (OrgStatus.admitted, OrgStatus.suspended):
@@ -211,8 +234,9 @@ def grant_role(uow: UnitOfWork, principal: Principal, org_id: str, role: Role,
     return org
 
 
-def revoke_role(uow: UnitOfWork, principal: Principal, org_id: str, role: Role,
-                reason: str) -> Organisation:
+def revoke_role(
+    uow: UnitOfWork, principal: Principal, org_id: str, role: Role, reason: str
+) -> Organisation:
     authorize(principal, "role.revoke", org_id)
     org = _load_for_update(uow.session, org_id)
     held = [r for r in org.roles if r.role == role]
@@ -226,14 +250,18 @@ def revoke_role(uow: UnitOfWork, principal: Principal, org_id: str, role: Role,
     return org
 
 
-def create_user(uow: UnitOfWork, principal: Principal, org_id: str,
-                data: schemas.UserIn) -> User:
+def create_user(uow: UnitOfWork, principal: Principal, org_id: str, data: schemas.UserIn) -> User:
     authorize(principal, "user.create", org_id)
     _load_for_update(uow.session, org_id)
     user = _add_user(uow.session, org_id, data, is_admin=data.is_admin)
     uow.session.flush()
-    uow.record("user.created", user.id, {"org_id": org_id, "is_admin": user.is_admin},
-               user_state(user), (org_id,))
+    uow.record(
+        "user.created",
+        user.id,
+        {"org_id": org_id, "is_admin": user.is_admin},
+        user_state(user),
+        (org_id,),
+    )
     return user
 
 
@@ -245,12 +273,14 @@ def deactivate_user(uow: UnitOfWork, principal: Principal, user_id: str) -> User
     if user.id == principal.id:
         raise ValidationFailed("you cannot deactivate yourself")
     user.active = False
-    uow.record("user.deactivated", user.id, {"org_id": user.org_id}, user_state(user),
-               (user.org_id,))
+    uow.record(
+        "user.deactivated", user.id, {"org_id": user.org_id}, user_state(user), (user.org_id,)
+    )
     return user
 
 
 # Queries -------------------------------------------------------------------------------
+
 
 def get_org(session: Session, principal: Principal, org_id: str) -> Organisation:
     authorize(principal, "org.read", org_id)
@@ -260,8 +290,13 @@ def get_org(session: Session, principal: Principal, org_id: str) -> Organisation
     return org
 
 
-def list_orgs(session: Session, principal: Principal, status: str | None = None,
-              limit: int = 100, offset: int = 0) -> list[Organisation]:
+def list_orgs(
+    session: Session,
+    principal: Principal,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Organisation]:
     authorize(principal, "org.list")
     q = select(Organisation).order_by(Organisation.created_at, Organisation.id)
     if status:

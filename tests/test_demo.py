@@ -1,0 +1,55 @@
+"""`make run` seeds the demo world; running the seed again duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select
+
+from databourse.ledger.models import LedgerEntry
+from databourse.participants.models import Organisation, User
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABOURSE_DATA_DIR": str(data_dir)}
+    env.pop("DATABOURSE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "databourse.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_seed_twice_creates_the_world_once(tmp_path: Path) -> None:
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    first = _cli(tmp_path, "demo", "seed")
+    assert first.returncode == 0, first.stderr
+    assert "operator@databourse.example" in first.stdout
+    engine = create_engine(f"sqlite:///{tmp_path / 'databourse.sqlite3'}")
+
+    def counts() -> tuple[int, int, int]:
+        with engine.connect() as c:
+            return tuple(
+                c.scalar(select(func.count()).select_from(m))  # type: ignore[return-value]
+                for m in (Organisation, User, LedgerEntry)
+            )
+
+    after_first = counts()
+    assert after_first[0] == 9 and after_first[1] == 9
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    second = _cli(tmp_path, "demo", "seed")
+    assert second.returncode == 0, second.stderr
+    assert counts() == after_first
+    with engine.connect() as c:
+        statuses = dict(c.execute(select(Organisation.name, Organisation.status)).all())
+    assert sorted(statuses.values()).count("admitted") == 8
+    assert "applied" in statuses.values()
+    # the seed's history is on the ledger, and the ledger agrees with the rows
+    verify = _cli(tmp_path, "ledger", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
