@@ -122,6 +122,14 @@ POLICY: dict[str, Action] = {
 }
 
 
+#: Actions open to anyone: applying, logging in, probes, and the ledger's public data
+#: (checkpoints, the log key, proofs, gossip) when the exchange allows public reads.
+PUBLIC = frozenset(
+    {"public.apply", "public.login", "public.token", "public.logout", "public.health",
+     "public.ready", "public.ledger"}
+)
+
+
 def reach(principal: Principal, action: Action) -> Reach | None:
     """The widest reach any of the principal's roles gives for the action."""
     reaches = [action.rules[r] for r in (*principal.roles, MEMBER) if r in action.rules]
