@@ -29,7 +29,7 @@ run: seed
 test: venv
 	$(BIN)/databourse db upgrade
 	$(BIN)/databourse demo seed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
