@@ -1,6 +1,6 @@
 """The ``databourse`` command line: serve, migrate, and the operator's console.
 
-Console commands act as the exchange itself (``system:console`` on the ledger): whoever
+Console commands act as the exchange itself (``system:exchange`` on the ledger): whoever
 can run them already holds the database credentials.
 """
 

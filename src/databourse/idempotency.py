@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, String, Text, UniqueConstraint, select
@@ -61,13 +61,20 @@ def request_hash(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical({"m": method, "p": path, "b": body})).hexdigest()
 
 
-def find(session: Session, owner: str, key: str, req_hash: str) -> Replay | None:
+def find(
+    session: Session, owner: str, key: str, req_hash: str, ttl: timedelta = timedelta(hours=24)
+) -> Replay | None:
+    """The stored result for this key, if any; a key older than ``ttl`` is forgotten."""
     rec = session.scalar(
         select(IdempotencyRecord).where(
             IdempotencyRecord.owner == owner, IdempotencyRecord.key == key
         )
     )
     if rec is None:
+        return None
+    if rec.created_at < utcnow() - ttl:
+        session.delete(rec)
+        session.flush()
         return None
     if rec.request_hash != req_hash:
         raise IdempotencyKeyReused()

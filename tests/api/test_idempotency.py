@@ -84,3 +84,25 @@ def test_replayed_api_key_creation_never_reveals_the_secret_again(exchange: Exch
     assert first.json()["key"]
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["key"] is None
+
+
+def test_an_expired_key_may_be_used_again(exchange: Exchange) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from databourse.idempotency import IdempotencyRecord
+
+    key = {"Idempotency-Key": secrets.token_hex(8)}
+    with exchange.client() as c:
+        assert c.post("/applications", json=factories.application(), headers=key).status_code == 201
+        with exchange.ctx.writes() as s, s.begin():
+            s.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.key == key["Idempotency-Key"])
+                .values(created_at=datetime.now(UTC) - timedelta(days=2))
+            )
+        other = factories.application()
+        r = c.post("/applications", json=other, headers=key)
+    assert r.status_code == 201
+    assert _count(exchange, other["uscc"]) == 1

@@ -206,3 +206,20 @@ def test_operator_grants_and_revokes_roles(exchange: Exchange) -> None:
             ).status_code
             == 403
         )
+
+
+def test_a_row_edited_outside_the_service_is_not_built_upon(exchange: Exchange) -> None:
+    """The next change to a hand-edited row is refused, so the edit cannot be laundered."""
+    from sqlalchemy import update
+
+    from databourse.participants.models import Organisation
+
+    party = new_party(exchange, ["buyer"])
+    with exchange.ctx.writes() as s, s.begin():
+        s.execute(update(Organisation).where(Organisation.id == party.id).values(name="Forged"))
+    with exchange.as_demo("operator") as op:
+        r = op.post(f"/organisations/{party.id}/suspend", json={"reason": "check"})
+    assert r.status_code == 409
+    assert r.json()["type"] == "urn:databourse:problem:ledger-mismatch"
+    with exchange.as_demo("operator") as op:
+        assert op.get(f"/organisations/{party.id}").json()["status"] == "admitted"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -63,6 +64,7 @@ class Commands:
         self.ctx = ctx
         self.owner = owner
         self.actor = actor
+        self.ttl = timedelta(hours=ctx.settings.idempotency_ttl_hours)
 
     def run(
         self,
@@ -85,7 +87,7 @@ class Commands:
             body.model_dump(mode="json") if body is not None else None,
         )
         with UnitOfWork(self.ctx.writes, self.actor) as uow:
-            replay = idempotency.find(uow.session, self.owner, key, req_hash)
+            replay = idempotency.find(uow.session, self.owner, key, req_hash, self.ttl)
             if replay is not None:
                 return self._replayed(replay)
             try:
@@ -98,7 +100,7 @@ class Commands:
                 uow.commit()
                 return JSONResponse(out, status_code=status_code)
         with self.ctx.reads() as session:
-            replay = idempotency.find(session, self.owner, key, req_hash)
+            replay = idempotency.find(session, self.owner, key, req_hash, self.ttl)
         if replay is None:  # pragma: no cover - the winner rolled back between our reads
             raise idempotency.InvalidIdempotencyKey("retry the request")
         return self._replayed(replay)

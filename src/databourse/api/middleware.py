@@ -6,6 +6,7 @@ switch per request.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -14,6 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from databourse.errors import PROBLEM_BASE
 from databourse.logs import request_id
 
 log = logging.getLogger("databourse.access")
@@ -68,11 +70,26 @@ class EdgeMiddleware:
         async def send_with_id(msg: Message) -> None:
             if msg["type"] == "http.response.start":
                 status["code"] = msg["status"]
+                status["started"] = 1
                 msg["headers"] = [*msg.get("headers", []), (b"x-request-id", rid.encode())]
             await send(msg)
 
         try:
             await self.app(scope, downstream_receive, send_with_id)
+        except Exception:
+            # Here, inside the request's context, the problem and the log line both carry
+            # the request id; the details stay in the log.
+            log.exception("unhandled error")
+            if status["code"] == 500 and not status.get("started"):
+                await self._problem(
+                    scope,
+                    send,
+                    rid,
+                    500,
+                    "internal",
+                    "Internal error",
+                    "An unexpected error occurred; quote the request id to the operator.",
+                )
         finally:
             log.info(
                 "request",
@@ -86,13 +103,24 @@ class EdgeMiddleware:
             request_id.reset(token)
 
     async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
-        import json
+        await self._problem(
+            scope,
+            send,
+            rid,
+            413,
+            "payload-too-large",
+            "The request body is too large",
+            f"the body exceeds {self.max_body} bytes",
+        )
 
+    async def _problem(
+        self, scope: Scope, send: Send, rid: str, status: int, slug: str, title: str, detail: str
+    ) -> None:
         body: dict[str, Any] = {
-            "type": "urn:databourse:problem:payload-too-large",
-            "title": "The request body is too large",
-            "status": 413,
-            "detail": f"the body exceeds {self.max_body} bytes",
+            "type": PROBLEM_BASE + slug,
+            "title": title,
+            "status": status,
+            "detail": detail,
             "instance": scope["path"],
             "request_id": rid,
         }
@@ -100,7 +128,7 @@ class EdgeMiddleware:
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(raw)).encode()),

@@ -1,7 +1,8 @@
 """Every error leaves the service as RFC 9457 ``application/problem+json``.
 
 Domain exceptions carry their own stable type; framework errors are translated here,
-and anything unexpected becomes an ``internal`` problem whose details stay in the log.
+and anything unexpected becomes an ``internal`` problem (in ``middleware.EdgeMiddleware``,
+inside the request's context) whose details stay in the log.
 """
 
 from __future__ import annotations
@@ -70,14 +71,3 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
         return problem(exc.status_code, slug, title, str(exc.detail), request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return problem(
-            500,
-            "internal",
-            "Internal error",
-            "An unexpected error occurred; quote the request id to the operator.",
-            request,
-        )

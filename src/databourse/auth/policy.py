@@ -125,8 +125,15 @@ POLICY: dict[str, Action] = {
 #: Actions open to anyone: applying, logging in, probes, and the ledger's public data
 #: (checkpoints, the log key, proofs, gossip) when the exchange allows public reads.
 PUBLIC = frozenset(
-    {"public.apply", "public.login", "public.token", "public.logout", "public.health",
-     "public.ready", "public.ledger"}
+    {
+        "public.apply",
+        "public.login",
+        "public.token",
+        "public.logout",
+        "public.health",
+        "public.ready",
+        "public.ledger",
+    }
 )
 
 
@@ -167,4 +174,4 @@ def authorize(principal: Principal, action_name: str, owner_org_id: str | None =
 
 
 #: The exchange acting for itself (the operator's console with database access, jobs).
-SYSTEM_PRINCIPAL = Principal("system", "console", "exchange", "admitted", frozenset({OP}))
+SYSTEM_PRINCIPAL = Principal("system", "exchange", "exchange", "admitted", frozenset({OP}))

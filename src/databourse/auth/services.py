@@ -24,6 +24,7 @@ from databourse.auth.secrets import (
 )
 from databourse.db import new_id, utcnow
 from databourse.errors import NotFound
+from databourse.ledger.writer import assert_untampered
 from databourse.participants.models import Organisation, User
 from databourse.uow import UnitOfWork
 
@@ -164,6 +165,7 @@ def revoke_api_key(uow: UnitOfWork, principal: Principal, key_id: str) -> ApiKey
     if key is None:
         raise NotFound(f"API key {key_id} not found")
     authorize(principal, "apikey.revoke", key.org_id)
+    assert_untampered(uow, key.id, apikey_state(key))
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         key.revoked_by = principal.ref
@@ -183,7 +185,9 @@ def apikey_state(key: ApiKey) -> dict[str, object]:
     return {
         "id": key.id,
         "org_id": key.org_id,
+        "name": key.name,
         "prefix": key.prefix,
+        "created_by": key.created_by,
         "secret_hash": key.secret_hash,
         "scopes": key.scopes,
         "expires_at": key.expires_at,

@@ -15,19 +15,24 @@ class BadProofRequest(ValidationFailed):
     title = "The requested proof does not exist for these sizes"
 
 
-class OldSizeMismatch(Conflict):
-    slug = "witness-old-size-mismatch"
-    title = "The witness last cosigned a different size than the request's old size"
-
-
-class InvalidConsistencyProof(ValidationFailed):
-    slug = "invalid-consistency-proof"
-    title = "The consistency proof does not verify"
-
-
 class BadCheckpointSignature(Forbidden):
     slug = "bad-checkpoint-signature"
     title = "The checkpoint is not signed by the log's key"
+
+
+class WitnessNotFound(NotFound):
+    slug = "witness-not-found"
+    title = "No such witness"
+
+
+class CheckpointNotFound(NotFound):
+    slug = "checkpoint-not-found"
+    title = "No checkpoint of this size was published"
+
+
+class DuplicateWitness(Conflict):
+    slug = "duplicate-witness"
+    title = "A witness with this key name is already registered"
 
 
 class InvalidWitnessKey(ValidationFailed):

@@ -6,7 +6,7 @@ import base64
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, field_serializer
+from pydantic import ConfigDict, Field, field_serializer
 
 from databourse.schemas import Out, Strict
 
@@ -87,12 +87,16 @@ class WitnessOut(Out):
 
 
 class CosignatureIn(Strict):
+    model_config = ConfigDict(str_strip_whitespace=False)  # notes end in a required newline
+
     size: Annotated[int, Field(ge=1)]
     witness_id: str
     signature_line: Annotated[str, Field(min_length=10, max_length=1000)]
 
 
 class GossipIn(Strict):
+    model_config = ConfigDict(str_strip_whitespace=False)  # notes end in a required newline
+
     note: Annotated[str, Field(min_length=10, max_length=10_000)]
 
 

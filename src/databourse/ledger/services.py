@@ -19,8 +19,11 @@ from databourse.ledger import merkle, receipts
 from databourse.ledger.errors import (
     BadCheckpointSignature,
     BadProofRequest,
+    CheckpointNotFound,
+    DuplicateWitness,
     EntryNotFound,
     InvalidWitnessKey,
+    WitnessNotFound,
 )
 from databourse.ledger.models import (
     Checkpoint,
@@ -205,8 +208,13 @@ def register_witness(
         last_size=0,
         active=True,
     )
+    if uow.session.scalar(select(Witness.id).where(Witness.name == w.name)):
+        raise DuplicateWitness(f"a witness named {w.name!r} is already registered")
     uow.session.add(w)
-    uow.session.flush()
+    try:
+        uow.session.flush()
+    except IntegrityError as exc:  # registered concurrently
+        raise DuplicateWitness(f"a witness named {w.name!r} is already registered") from exc
     uow.record(
         "ledger.witness_registered",
         w.id,
@@ -313,11 +321,11 @@ def submit_cosignature(
     """A witness that cosigns by pulling (it verified consistency itself) hands in its line."""
     w = uow.session.get(Witness, witness_id)
     if w is None:
-        raise EntryNotFound(f"no witness {witness_id}")
+        raise WitnessNotFound(f"no witness {witness_id}")
     authorize(principal, "ledger.witness.register", w.org_id)
     cp = checkpoint_of_size(uow.session, size)
     if cp is None:
-        raise EntryNotFound(f"no checkpoint of size {size}")
+        raise CheckpointNotFound(f"no checkpoint of size {size}")
     try:
         store_cosignature(uow.session, w, cp, line if line.endswith("\n") else line + "\n")
     except NoteError as exc:

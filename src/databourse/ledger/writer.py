@@ -12,18 +12,22 @@ roots) is read, in one query, and only newly completed nodes are written.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from databourse.db import utcnow
+from databourse.errors import Conflict
 from databourse.hashing import canonical, state_hash
 from databourse.ledger import merkle
-from databourse.ledger.models import LedgerEntry, LedgerHead, LedgerNode
-from databourse.uow import Actor, Record
+from databourse.ledger.models import LedgerEntry, LedgerEntryParty, LedgerHead, LedgerNode
+from databourse.uow import Actor, Record, UnitOfWork
 
 HEAD_ID = 1
+log = logging.getLogger("databourse.ledger")
 
 
 def fetch_nodes(
@@ -71,6 +75,29 @@ def _last_state_hash(session: Session, subject: str) -> str | None:
     )
 
 
+class LedgerMismatch(Conflict):
+    slug = "ledger-mismatch"
+    title = "The record differs from its ledger entry: it was changed outside the exchange"
+
+
+def assert_untampered(uow: UnitOfWork, subject: str, state: dict[str, Any]) -> None:
+    """Refuse to build on a row that was edited outside the service.
+
+    Without this, the next legitimate change would hash the edited row and the edit would
+    vanish into a valid-looking entry. The finding is logged for the operator.
+    """
+    pending = [r for r in uow.records if r.subject == subject and r.state is not None]
+    if pending:  # changed earlier in this same unit of work
+        recorded: str | None = state_hash(pending[-1].state or {})
+    else:
+        recorded = _last_state_hash(uow.session, subject)
+    if recorded is not None and recorded != state_hash(state):
+        log.error("ledger mismatch", extra={"subject": subject})
+        raise LedgerMismatch(
+            f"{subject} does not match its last ledger entry; run 'databourse ledger verify'"
+        )
+
+
 def append_records(session: Session, actor: Actor, records: Sequence[Record]) -> list[int]:
     """Append the records as consecutive leaves; returns their sequence numbers."""
     head = lock_head(session)
@@ -111,6 +138,8 @@ def append_records(session: Session, actor: Actor, records: Sequence[Record]) ->
         seqs.append(seq)
         parties.extend({"seq": seq, "org_id": org} for org in dict.fromkeys(rec.parties))
     session.execute(insert(LedgerEntry), entries)
+    if parties:
+        session.execute(insert(LedgerEntryParty), parties)
     session.execute(
         insert(LedgerNode), [{"level": lv, "index": ix, "hash": h} for lv, ix, h in nodes]
     )

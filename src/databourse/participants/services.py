@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from databourse.auth.policy import Principal, Reach, authorize
 from databourse.auth.secrets import hash_password
 from databourse.db import new_id, utcnow
 from databourse.errors import InvalidTransition, NotFound, ValidationFailed
+from databourse.ledger.writer import assert_untampered
 from databourse.participants import schemas
 from databourse.participants.admission import TRANSITIONS, kyb_findings
 from databourse.participants.errors import (
@@ -37,12 +38,36 @@ from databourse.uow import Actor, UnitOfWork
 
 
 def org_state(org: Organisation) -> dict[str, Any]:
-    """The organisation's state the ledger commits to (hashed; never put in an entry)."""
+    """The organisation's state the ledger commits to (hashed; never put in an entry).
+
+    It includes the admission history, so a decision row edited by hand is detected too.
+    """
+    session = object_session(org)
+    decisions = (
+        session.execute(
+            select(
+                AdmissionDecision.id,
+                AdmissionDecision.action,
+                AdmissionDecision.to_status,
+                AdmissionDecision.actor,
+                AdmissionDecision.reason,
+            )
+            .where(AdmissionDecision.org_id == org.id)
+            .order_by(AdmissionDecision.id)
+        ).all()
+        if session is not None
+        else []
+    )
     return {
         "id": org.id,
         "kind": org.kind,
         "name": org.name,
         "identifier": org.identifier,
+        "uscc": org.uscc,
+        "country": org.country,
+        "registry_id": org.registry_id,
+        "address": org.address,
+        "decisions": [list(d) for d in decisions],
         "legal_representative": org.legal_representative,
         "contacts": org.contacts,
         "requested_roles": sorted(org.requested_roles),
@@ -71,10 +96,11 @@ def _record_org(uow: UnitOfWork, kind: str, org: Organisation, **body: Any) -> N
     uow.record(kind, org.id, {"status": org.status, **body}, org_state(org), (org.id,))
 
 
-def _load_for_update(session: Session, org_id: str) -> Organisation:
-    org = session.get(Organisation, org_id, with_for_update=True, populate_existing=True)
+def _load_for_update(uow: UnitOfWork, org_id: str) -> Organisation:
+    org = uow.session.get(Organisation, org_id, with_for_update=True, populate_existing=True)
     if org is None:
         raise NotFound(f"organisation {org_id} not found")
+    assert_untampered(uow, org.id, org_state(org))
     return org
 
 
@@ -163,7 +189,7 @@ def transition(
     )
     authorize(principal, policy_action, org_id)
     step = TRANSITIONS[action]
-    org = _load_for_update(uow.session, org_id)
+    org = _load_for_update(uow, org_id)
     if org.status not in step.sources:
         raise InvalidTransition(
             f"cannot {action} an organisation that is {org.status}",
@@ -222,7 +248,7 @@ def grant_role(
     uow: UnitOfWork, principal: Principal, org_id: str, role: Role, reason: str
 ) -> Organisation:
     authorize(principal, "role.grant", org_id)
-    org = _load_for_update(uow.session, org_id)
+    org = _load_for_update(uow, org_id)
     if org.status not in (OrgStatus.admitted, OrgStatus.suspended):
         raise RoleNotGrantable(f"roles are granted to admitted organisations, not {org.status}")
     if role not in REQUESTABLE_ROLES and org.kind != "domestic":
@@ -238,7 +264,7 @@ def revoke_role(
     uow: UnitOfWork, principal: Principal, org_id: str, role: Role, reason: str
 ) -> Organisation:
     authorize(principal, "role.revoke", org_id)
-    org = _load_for_update(uow.session, org_id)
+    org = _load_for_update(uow, org_id)
     held = [r for r in org.roles if r.role == role]
     if not held:
         raise NotFound(f"{org.id} does not hold the role {role}")
@@ -252,7 +278,7 @@ def revoke_role(
 
 def create_user(uow: UnitOfWork, principal: Principal, org_id: str, data: schemas.UserIn) -> User:
     authorize(principal, "user.create", org_id)
-    _load_for_update(uow.session, org_id)
+    _load_for_update(uow, org_id)
     user = _add_user(uow.session, org_id, data, is_admin=data.is_admin)
     uow.session.flush()
     uow.record(
@@ -272,6 +298,7 @@ def deactivate_user(uow: UnitOfWork, principal: Principal, user_id: str) -> User
     authorize(principal, "user.deactivate", user.org_id)
     if user.id == principal.id:
         raise ValidationFailed("you cannot deactivate yourself")
+    assert_untampered(uow, user.id, user_state(user))
     user.active = False
     uow.record(
         "user.deactivated", user.id, {"org_id": user.org_id}, user_state(user), (user.org_id,)
