@@ -30,7 +30,8 @@ class Row:
     value: float
     unit: str
     baseline: float | None = None
-    goal: float | None = None  # the ratio value / baseline must be at least this
+    goal: float | None = None  # the bound on the ratio value / baseline
+    lower_is_better: bool = False  # the ratio must be at most the goal (e.g. an overhead)
     extra: dict[str, str] = field(default_factory=dict)  # more columns (latency, CPU …)
     ratio_override: float | None = None  # e.g. a median of paired per-round ratios
 
@@ -46,6 +47,8 @@ class Row:
     def met(self) -> bool | None:
         if self.goal is None or self.ratio is None:
             return None
+        if self.lower_is_better:
+            return self.ratio <= self.goal
         return self.ratio >= self.goal
 
 

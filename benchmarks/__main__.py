@@ -21,19 +21,30 @@ from benchmarks import _report, discover
 
 def main(argv: list[str] | None = None) -> int:
     registry = discover()
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all): {', '.join(registry)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(registry)}",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--no-doc", action="store_true",
-                        help="do not update the results document")
-    parser.add_argument("--doc", type=Path, default=_report.DOC,
-                        help="the results document (default: docs/benchmarks.md)")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 if a goal is missed")
+    parser.add_argument("--no-doc", action="store_true", help="do not update the results document")
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=_report.DOC,
+        help="the results document (default: docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit with status 1 if a goal is missed"
+    )
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=150)
 
     if args.list:
         for b in registry.values():
@@ -41,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unknown = [n for n in args.names if n not in registry]
     if unknown:
-        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; "
-                     f"known: {', '.join(registry)}")
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(registry)}")
     chosen = [registry[n] for n in dict.fromkeys(args.names)] or list(registry.values())
 
     machine = _report.machine()
-    console.print("[dim]" + " · ".join(f"{k}: {v}" for k, v in machine.items()
-                                       if k != "Software") + "[/dim]")
+    console.print(
+        "[dim]" + " · ".join(f"{k}: {v}" for k, v in machine.items() if k != "Software") + "[/dim]"
+    )
     runs: list[_report.Run] = []
     failed = False
     for bench in chosen:
@@ -55,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         try:
             outcome = bench.run(console)
-        except Exception:  # noqa: BLE001 - report it and go on with the other benchmarks
+        except Exception:  # report it and go on with the other benchmarks
             console.print(f"[red]{bench.name} failed[/red]")
             console.print(traceback.format_exc(), markup=False, highlight=False)
             failed = True
@@ -67,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[yellow]note:[/yellow] {note}")
     if runs and not args.no_doc:
         _report.update_doc(runs, args.doc)
-        console.print(f"[dim]results written to {args.doc.name} "
-                      f"({', '.join(r.bench.name for r in runs)})[/dim]")
+        console.print(
+            f"[dim]results written to {args.doc.name} "
+            f"({', '.join(r.bench.name for r in runs)})[/dim]"
+        )
     missed = any(r.outcome.met is False for r in runs)
     return 1 if failed or (args.strict and missed) else 0
 

@@ -24,8 +24,17 @@ from benchmarks import Benchmark, Outcome, Row
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
-SOFTWARE = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic", "sqlalchemy",
-            "psycopg", "httpx")
+SOFTWARE = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "pydantic",
+    "sqlalchemy",
+    "psycopg",
+    "httpx",
+)
 DOC_HEAD = """# Benchmarks
 
 Run them with `make bench` (all) or `.venv/bin/python -m benchmarks NAME ...`. Each
@@ -62,10 +71,20 @@ def machine() -> dict[str, str]:
         "CPU": cpu.group(1).strip() if cpu else (platform.processor() or platform.machine()),
         "Cores": f"{cores}" + (f" ({usable} usable)" if usable != cores else ""),
         "RAM": f"{int(mem.group(1)) / 2**20:.1f} GiB" if mem else "unknown",
-        "OS": " · ".join(x for x in (distro.group(1) if distro else "",
-                                      f"{platform.system()} {platform.release()}") if x),
+        "OS": " · ".join(
+            x
+            for x in (
+                distro.group(1) if distro else "",
+                f"{platform.system()} {platform.release()}",
+            )
+            if x
+        ),
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
     }
+    if hasattr(os, "getloadavg"):  # other work on the machine disturbs every figure
+        out["Load average at start"] = " / ".join(f"{x:.2f}" for x in os.getloadavg()) + (
+            " (1 / 5 / 15 min)"
+        )
     versions = []
     for dist in SOFTWARE:
         try:
@@ -81,11 +100,22 @@ def machine() -> dict[str, str]:
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, check=True, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
     return head + (" (with uncommitted changes)" if dirty else "")
@@ -114,7 +144,7 @@ def _cells(r: Row, extra: list[str]) -> list[str]:
         f"{_num(r.value)} {r.unit}",
         _num(r.baseline),
         f"{r.ratio:.2f}" if r.ratio is not None else "–",
-        f"≥ {r.goal:.2f}" if r.goal is not None else "–",
+        f"{'≤' if r.lower_is_better else '≥'} {r.goal:.2f}" if r.goal is not None else "–",
         _verdict(r.met),
         *(r.extra.get(k, "") for k in extra),
     ]
@@ -125,10 +155,14 @@ HEAD = ["Scenario", "Result", "Baseline", "Ratio", "Goal", "Met"]
 
 def table(run: Run) -> Table:
     met = run.outcome.met
-    verdict = {True: "[green]goal met[/green]", False: "[red]goal missed[/red]",
-               None: "no goal"}[met]
-    t = Table(title=f"{run.bench.name}: {run.bench.title} ({verdict})",
-              caption=f"baseline: {run.outcome.baseline}", caption_justify="left")
+    verdict = {True: "[green]goal met[/green]", False: "[red]goal missed[/red]", None: "no goal"}[
+        met
+    ]
+    t = Table(
+        title=f"{run.bench.name}: {run.bench.title} ({verdict})",
+        caption=f"baseline: {run.outcome.baseline}",
+        caption_justify="left",
+    )
     extra = _columns(run.outcome.rows)
     for i, h in enumerate([*HEAD, *extra]):
         t.add_column(h, justify="left" if i == 0 else "right", no_wrap=i > 0)
@@ -143,6 +177,17 @@ def _esc(s: str) -> str:
     return s.replace("|", r"\|")
 
 
+def _machine_lines(m: dict[str, str]) -> dict[str, str]:
+    """CPU, cores, RAM, OS and Python on one line; the rest as they are."""
+    main = ("CPU", "Cores", "RAM", "OS", "Python")
+    cores = f"{m['Cores']} cores" if "Cores" in m else ""
+    ram = f"{m['RAM']} RAM" if "RAM" in m else ""
+    line = "; ".join(
+        x for x in (m.get("CPU", ""), cores, ram, m.get("OS", ""), m.get("Python", "")) if x
+    )
+    return {"Machine": line, **{k: v for k, v in m.items() if k not in main}}
+
+
 def section(run: Run) -> str:
     b, o = run.bench, run.outcome
     verdict = {True: "met", False: "**missed**", None: "no goal set"}[o.met]
@@ -152,7 +197,7 @@ def section(run: Run) -> str:
         "",
         f"- Goal: {b.goal}: {verdict}",
         f"- Run: {run.started:%Y-%m-%d %H:%M} UTC, took {run.seconds:.0f} s",
-        *(f"- {k}: {v}" for k, v in run.machine.items()),
+        *(f"- {k}: {v}" for k, v in _machine_lines(run.machine).items()),
         f"- Baseline: {o.baseline}",
         "",
     ]
@@ -175,10 +220,11 @@ def update_doc(runs: list[Run], path: Path = DOC) -> None:
         new = section(run)
         pattern = re.compile(
             rf"<!-- benchmark:{re.escape(run.bench.name)}:start -->.*?"
-            rf"<!-- benchmark:{re.escape(run.bench.name)}:end -->\n?", re.S)
-        if pattern.search(text):
-            text = pattern.sub(lambda _m, new=new: new, text, count=1)
-        else:
-            text = text.rstrip("\n") + "\n\n" + new
+            rf"<!-- benchmark:{re.escape(run.bench.name)}:end -->\n?",
+            re.S,
+        )
+        m = pattern.search(text)
+        head, tail = (text[: m.start()], text[m.end() :]) if m else (text.rstrip("\n") + "\n\n", "")
+        text = head + new + tail
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

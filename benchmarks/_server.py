@@ -34,8 +34,9 @@ def _serve(factory: str, kwargs: dict[str, Any], conn: Connection) -> None:
     sock.bind(("127.0.0.1", 0))
     conn.send(sock.getsockname()[1])
     conn.close()
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -56,12 +57,14 @@ class Served:
 
 
 @contextmanager
-def serve(factory: str, ready_path: str = "/health", timeout: float = 30,
-          **kwargs: Any) -> Iterator[Served]:
+def serve(
+    factory: str, ready_path: str = "/health", timeout: float = 30, **kwargs: Any
+) -> Iterator[Served]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_serve, args=(factory, kwargs, child), name="bench-server",
-                       daemon=True)
+    proc = ctx.Process(
+        target=_serve, args=(factory, kwargs, child), name="bench-server", daemon=True
+    )
     proc.start()
     child.close()
     try:

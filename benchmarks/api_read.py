@@ -18,6 +18,7 @@ hits both sides of the ratio alike).
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -42,6 +43,9 @@ STORE_BUDGET = 70.0  # seconds of measuring per store: later rounds are dropped 
 MIN_ROUNDS = 3
 CLIENT_PROCESSES = 2
 THREADS_PER_CLIENT = 4
+CLIENT = os.environ.get("DATABOURSE_BENCH_CLIENT", "raw")  # or "httpx" (see _load)
+SATURATED = 0.85  # below this server CPU on the bare endpoint, the server was not the limit
+FACTORY = "benchmarks.api_read:build_app"
 DEMO_PASSWORD = "demo-password-for-benchmarks"
 DEMO_USER = "buyer_a"
 BARE_PATH = "/bench/bare"
@@ -52,8 +56,9 @@ def build_app(data_dir: str, database_url: str) -> Any:
     from databourse.api.app import create_app
     from databourse.settings import Settings
 
-    app = create_app(Settings(data_dir=Path(data_dir), database_url=database_url),
-                     configure_logging=False)
+    app = create_app(
+        Settings(data_dir=Path(data_dir), database_url=database_url), configure_logging=False
+    )
 
     @app.get(BARE_PATH, include_in_schema=False)
     def bare() -> dict[str, bool]:
@@ -64,6 +69,7 @@ def build_app(data_dir: str, database_url: str) -> Any:
 
 @dataclass(frozen=True)
 class Endpoint:
+    short: str  # for progress lines
     label: str
     path: str
     headers: dict[str, str]
@@ -75,18 +81,20 @@ class Samples:
     ratios: list[float]
     p50: list[float]
     p99: list[float]
-    server_cpu: list[float]
+    server_cpu: list[float]  # server CPU time over wall time
+    server_us: list[float]  # server CPU µs per request
     client_cpu: list[float]
 
     @classmethod
     def empty(cls) -> Samples:
-        return cls([], [], [], [], [], [])
+        return cls([], [], [], [], [], [], [])
 
     def add(self, seg: Segment, server_cpu: float, ratio: float | None = None) -> None:
         self.rates.append(seg.rate)
         self.p50.append(seg.p50_ms)
         self.p99.append(seg.p99_ms)
         self.server_cpu.append(server_cpu / seg.elapsed)
+        self.server_us.append(server_cpu / max(seg.ok, 1) * 1e6)
         self.client_cpu.append(seg.client_cpu / seg.elapsed)
         if ratio is not None:
             self.ratios.append(ratio)
@@ -97,8 +105,7 @@ class Samples:
             "p50 ms": f"{med(self.p50):.1f}",
             "p99 ms": f"{med(self.p99):.1f}",
             "server CPU": f"{med(self.server_cpu):.0%}",
-            "client CPU": f"{med(self.client_cpu):.0%}",
-            "rounds": str(len(self.ratios) or len(self.rates)),
+            "server µs/req": f"{med(self.server_us):,.0f}",
         }
 
 
@@ -125,8 +132,11 @@ def _credentials(srv: Served, org_id: str) -> tuple[str, str]:
         r = c.post("/auth/login", json={"email": email, "password": DEMO_PASSWORD})
         r.raise_for_status()
         token = r.json()["access_token"]
-        r = c.post(f"/organisations/{org_id}/api-keys", json={"name": "benchmark"},
-                   headers={"Authorization": f"Bearer {token}"})
+        r = c.post(
+            f"/organisations/{org_id}/api-keys",
+            json={"name": "benchmark"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         r.raise_for_status()
         return token, r.json()["key"]
 
@@ -142,62 +152,90 @@ def _check(srv: Served, endpoints: list[Endpoint], org_id: str) -> None:
                 raise RuntimeError(f"{e.label}: unexpected body {body}")
 
 
-def _measure(kind: str, url: str, workdir: Path, console: Console) -> tuple[list[Row], list[str]]:
+def _measure(
+    kind: str,
+    url: str,
+    workdir: Path,
+    console: Console,
+    rounds: int = ROUNDS,
+    factory: str = FACTORY,
+    **factory_kwargs: Any,
+) -> tuple[list[Row], list[str]]:
+    """Rows for one store. ``factory`` builds the app in the server process; it must add
+    the bare route (another factory lets one measure a variant of the app)."""
     org_id = _seed(workdir, url)
     notes: list[str] = []
-    with serve("benchmarks.api_read:build_app", data_dir=str(workdir / "data"),
-               database_url=url) as srv:
+    with serve(factory, data_dir=str(workdir / "data"), database_url=url, **factory_kwargs) as srv:
         token, key = _credentials(srv, org_id)
         jwt = {"Authorization": f"Bearer {token}"}
         apikey = {"Authorization": f"Bearer {key}"}
-        bare = Endpoint("bare endpoint", BARE_PATH, {})
+        org_path = f"/api/v1/organisations/{org_id}"
+        bare = Endpoint("bare", "bare endpoint", BARE_PATH, {})
         reads = [
-            Endpoint("GET /me · JWT", "/api/v1/me", jwt),
-            Endpoint("GET /organisations/{id} · JWT", f"/api/v1/organisations/{org_id}", jwt),
-            Endpoint("GET /organisations/{id} · API key", f"/api/v1/organisations/{org_id}",
-                     apikey),
+            Endpoint("me/jwt", "GET /me · JWT", "/api/v1/me", jwt),
+            Endpoint("org/jwt", "GET /organisations/{id} · JWT", org_path, jwt),
+            Endpoint("org/key", "GET /organisations/{id} · API key", org_path, apikey),
         ]
         _check(srv, [bare, *reads], org_id)
-        samples = {e.label: Samples.empty() for e in [bare, *reads]}
-        errors: dict[str, str] = {}
+        samples = {e.short: Samples.empty() for e in [bare, *reads]}
 
-        with LoadPool(srv.base_url, CLIENT_PROCESSES, THREADS_PER_CLIENT) as pool:
+        with LoadPool(srv.base_url, CLIENT_PROCESSES, THREADS_PER_CLIENT, CLIENT) as pool:
 
             def run(e: Endpoint, n: int = PER_SEGMENT) -> tuple[Segment, float]:
                 cpu0 = srv.cpu_seconds()
                 seg = pool.run(e.path, e.headers, n, SEGMENT_BUDGET)
-                if seg.errors:
-                    errors.setdefault(e.label, f"{seg.errors} errors, first: {seg.first_error}")
+                if seg.errors or not seg.ok:
+                    raise RuntimeError(
+                        f"{kind} {e.label}: {seg.errors} of "
+                        f"{seg.ok + seg.errors} requests failed, first: "
+                        f"{seg.first_error}"
+                    )
                 return seg, srv.cpu_seconds() - cpu0
 
             for e in [bare, *reads]:
                 run(e, WARMUP // (len(reads) + 1))
             started = time.monotonic()
             before, cpu = run(bare)
-            samples[bare.label].add(before, cpu)
-            for r in range(ROUNDS):
+            samples[bare.short].add(before, cpu)
+            for r in range(rounds):
                 if r >= MIN_ROUNDS and time.monotonic() - started > STORE_BUDGET:
                     notes.append(f"{kind}: stopped after {r} rounds (time budget)")
                     break
-                for e in reads[r % len(reads):] + reads[: r % len(reads)]:
+                for e in reads[r % len(reads) :] + reads[: r % len(reads)]:
                     seg, cpu = run(e)
                     after, bare_cpu = run(bare)
-                    samples[bare.label].add(after, bare_cpu)
-                    samples[e.label].add(seg, cpu, seg.rate / ((before.rate + after.rate) / 2))
+                    samples[bare.short].add(after, bare_cpu)
+                    samples[e.short].add(seg, cpu, seg.rate / ((before.rate + after.rate) / 2))
                     before = after
-                line = "  ".join(f"{lbl.split(' · ')[-1] if '·' in lbl else 'bare'} "
-                                 f"{s.rates[-1]:,.0f}" for lbl, s in samples.items())
-                console.print(f"  [dim]{kind} round {r + 1}/{ROUNDS}: {line} req/s[/dim]")
-        for label, msg in errors.items():
-            notes.append(f"{kind}: {label}: {msg}")
+                line = "  ".join(f"{k} {v.rates[-1]:,.0f}" for k, v in samples.items())
+                console.print(f"  [dim]{kind} round {r + 1}/{rounds}: {line} req/s[/dim]")
 
-    b = samples[bare.label]
+    b = samples[bare.short]
     bare_rate = statistics.median(b.rates)
+    if statistics.median(b.server_cpu) < SATURATED:
+        notes.append(
+            f"{kind}: the server used {statistics.median(b.server_cpu):.0%} of a core on the "
+            "bare endpoint, so the bare rate may be understated and the ratios flattered"
+        )
+    if statistics.median(b.client_cpu) > 0.5:
+        notes.append(
+            f"{kind}: the load generator used {statistics.median(b.client_cpu):.0%} "
+            "of a core on the bare endpoint, competing with the server for CPU"
+        )
     rows = [Row(f"{kind} · {bare.label}", bare_rate, "req/s", bare_rate, extra=b.extra())]
     for e in reads:
-        s = samples[e.label]
-        rows.append(Row(f"{kind} · {e.label}", statistics.median(s.rates), "req/s", bare_rate,
-                        GOAL, s.extra(), ratio_override=statistics.median(s.ratios)))
+        s = samples[e.short]
+        rows.append(
+            Row(
+                f"{kind} · {e.label}",
+                statistics.median(s.rates),
+                "req/s",
+                bare_rate,
+                goal=GOAL,
+                extra=s.extra(),
+                ratio_override=statistics.median(s.ratios),
+            )
+        )
     return rows, notes
 
 
@@ -211,8 +249,10 @@ def api_read(console: Console) -> Outcome:
     for kind in STORES:
         console.print(f"[bold]api_read[/bold] on {kind} …")
         try:
-            with tempfile.TemporaryDirectory(prefix="databourse-bench-") as tmp, \
-                    store(kind, Path(tmp)) as url:
+            with (
+                tempfile.TemporaryDirectory(prefix="databourse-bench-") as tmp,
+                store(kind, Path(tmp)) as url,
+            ):
                 got, more = _measure(kind, url, Path(tmp), console)
         except StoreUnavailable as exc:
             msg = f"{kind} skipped: not reachable ({exc})"
@@ -229,14 +269,22 @@ def api_read(console: Console) -> Outcome:
             "uvicorn, 1 worker in its own process (uvloop + httptools when installed), "
             "127.0.0.1, ephemeral port; app built by `create_app(..., "
             "configure_logging=False)` on a temp data dir, demo world seeded",
-            f"load: {CLIENT_PROCESSES} client processes × {THREADS_PER_CLIENT} threads, "
-            f"one keep-alive `httpx.Client` each ({CLIENT_PROCESSES * THREADS_PER_CLIENT} "
-            "connections)",
+            f"load: {CLIENT_PROCESSES} client processes × {THREADS_PER_CLIENT} threads, one "
+            f"keep-alive loopback connection each ({CLIENT_PROCESSES * THREADS_PER_CLIENT} "
+            f"connections), client `{CLIENT}`"
+            + (
+                " (minimal HTTP/1.1 over a socket, so the load generator leaves the CPU to "
+                "the server)"
+                if CLIENT == "raw"
+                else ""
+            ),
             f"{WARMUP} warm-up requests (not measured), then {ROUNDS} rounds of "
             f"{PER_SEGMENT} requests per measurement, alternating bare, read, bare, read …",
             "req/s: median over rounds; ratio: median over rounds of the read's rate over "
             "the mean rate of the bare measurements just before and after it",
-            "server / client CPU: CPU time over wall time (100% = one core)",
+            "server CPU: the server process's CPU time over wall time (100% = one core); "
+            "server µs/req: its CPU time per request, which other load on the machine "
+            "disturbs less than requests/s",
             f"credentials: the demo user `{DEMO_USER}` (JWT from `POST /api/v1/auth/login`) "
             "and a read-scoped API key of its organisation",
         ],

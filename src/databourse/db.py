@@ -99,7 +99,13 @@ class Database:
     @classmethod
     def connect(cls, url: str) -> Database:
         writer = make_engine(url, immediate=True)
-        reader = make_engine(url, immediate=False) if url.startswith("sqlite") else writer
+        # Readers run in FastAPI's worker threads (40 by default): keep their connections
+        # pooled rather than reopening one (and re-running the PRAGMAs) per request.
+        reader = (
+            make_engine(url, immediate=False, pool_size=20, max_overflow=20)
+            if url.startswith("sqlite")
+            else writer
+        )
         return cls(url, writer, reader)
 
     @property

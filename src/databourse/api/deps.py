@@ -22,7 +22,8 @@ from databourse.uow import Actor, UnitOfWork
 SESSION_COOKIE = "databourse_session"
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    """Async on purpose: it only reads app state, so it needs no worker-thread hop."""
     ctx: AppContext = request.app.state.ctx
     return ctx
 

@@ -25,7 +25,7 @@ from databourse.auth.secrets import (
 from databourse.db import new_id, utcnow
 from databourse.errors import NotFound
 from databourse.ledger.writer import assert_untampered
-from databourse.participants.models import Organisation, User
+from databourse.participants.models import Organisation, OrganisationRole, User
 from databourse.uow import UnitOfWork
 
 
@@ -85,12 +85,21 @@ def logout(uow: UnitOfWork, session_token: str) -> None:
         ws.revoked_at = utcnow()
 
 
+def _org_status_and_roles(session: Session, org_id: str) -> tuple[str, frozenset[str]]:
+    """One query for what authorization needs of an organisation (on every request)."""
+    rows = session.execute(
+        select(Organisation.status, OrganisationRole.role)
+        .outerjoin(OrganisationRole, OrganisationRole.org_id == Organisation.id)
+        .where(Organisation.id == org_id)
+    ).all()
+    if not rows:
+        raise InvalidToken("the organisation no longer exists")
+    return rows[0][0], frozenset(role for _, role in rows if role is not None)
+
+
 def _user_principal(session: Session, user: User) -> Principal:
-    org = session.get(Organisation, user.org_id)
-    assert org is not None
-    return Principal(
-        "user", user.id, org.id, org.status, frozenset(org.role_names), is_admin=user.is_admin
-    )
+    status, roles = _org_status_and_roles(session, user.org_id)
+    return Principal("user", user.id, user.org_id, status, roles, is_admin=user.is_admin)
 
 
 def principal_from_bearer(session: Session, cfg: TokenConfig, token: str) -> Principal:
@@ -119,16 +128,8 @@ def _apikey_principal(session: Session, prefix: str, presented: str) -> Principa
         raise InvalidToken("this API key has been revoked")
     if key.expires_at is not None and key.expires_at <= utcnow():
         raise InvalidToken("this API key has expired")
-    org = session.get(Organisation, key.org_id)
-    assert org is not None
-    return Principal(
-        "apikey",
-        key.id,
-        org.id,
-        org.status,
-        frozenset(org.role_names),
-        scopes=frozenset(key.scopes),
-    )
+    status, roles = _org_status_and_roles(session, key.org_id)
+    return Principal("apikey", key.id, key.org_id, status, roles, scopes=frozenset(key.scopes))
 
 
 def create_api_key(
