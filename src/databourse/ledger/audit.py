@@ -114,13 +114,23 @@ def verify(
             report.findings.append(
                 Finding("entry", e.seq, e.subject, "the entry's bytes do not hash to its leaf")
             )
-        doc = json.loads(e.entry)
-        if (doc.get("seq"), doc.get("subject"), doc.get("state_hash"), doc.get("kind")) != (
-            e.seq,
-            e.subject,
-            e.state_hash,
-            e.kind,
-        ):
+        try:
+            doc = json.loads(e.entry)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            report.findings.append(Finding("entry", e.seq, e.subject, "the entry is not JSON"))
+            doc = {}
+        at = e.at.isoformat().replace("+00:00", "Z")
+        signed = (
+            doc.get("seq"),
+            doc.get("subject"),
+            doc.get("state_hash"),
+            doc.get("kind"),
+            doc.get("actor"),
+            doc.get("at"),
+        )
+        if signed != (e.seq, e.subject, e.state_hash, e.kind, e.actor, at):
             report.findings.append(
                 Finding(
                     "entry", e.seq, e.subject, "the entry's columns differ from its signed bytes"
@@ -181,6 +191,15 @@ def _check_checkpoints(
                 Finding("checkpoint", None, None, f"checkpoint {cp.size}: {exc}")
             )
             continue
+        if (signed.size, signed.root) != (cp.size, cp.root):
+            report.findings.append(
+                Finding(
+                    "checkpoint",
+                    None,
+                    None,
+                    f"checkpoint {cp.size}: its columns differ from its signed note",
+                )
+            )
         if cp.size > 0 and roots.get(cp.size) != signed.root:
             report.findings.append(
                 Finding(

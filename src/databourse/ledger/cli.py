@@ -186,7 +186,7 @@ def receipt_verify(
             [Verifier.from_key(w, cosignature=False) for w in witness or []],
             min_witnesses,
         )
-    except (receipts.ReceiptError, json.JSONDecodeError, NoteError) as exc:
+    except (receipts.ReceiptError, json.JSONDecodeError, NoteError, OSError) as exc:
         err.print(f"[red]INVALID[/red]: {exc}")
         raise typer.Exit(1) from exc
     e = v.entry

@@ -52,8 +52,10 @@ def verify(
     min_witnesses: int = 0,
 ) -> Verified:
     """Check a receipt offline; raise ``ReceiptError`` naming the failed step."""
-    if receipt.get("format") != FORMAT:
+    if not isinstance(receipt, dict) or receipt.get("format") != FORMAT:
         raise ReceiptError(f"not a {FORMAT} receipt")
+    if not isinstance(receipt.get("checkpoint"), str):
+        raise ReceiptError("the receipt's checkpoint is not a signed note")
     try:
         # 1. The checkpoint is signed by the exchange's key.
         body, _ = open_note(receipt["checkpoint"], [log_key])
@@ -71,8 +73,12 @@ def verify(
         proof = [base64.b64decode(h, validate=True) for h in receipt["inclusion_proof"]]
         seq = receipt["seq"]
         doc = json.loads(entry)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReceiptError(f"malformed receipt: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ReceiptError("the entry is not a JSON object")
+    if "entry_json" in receipt and receipt["entry_json"] != doc:
+        raise ReceiptError("entry_json differs from the signed entry bytes")
     # 3. The entry names its own position, so it cannot be presented as another leaf.
     if not isinstance(seq, int) or doc.get("seq") != seq:
         raise ReceiptError("the entry's seq does not match the receipt's")
