@@ -469,8 +469,8 @@ def _load_sqlite(url: str, n: int) -> merkle.Frontier:
                 'INSERT INTO ledger_nodes (level, "index", hash) VALUES (?, ?, ?)', nodes
             )
         conn.execute(
-            "UPDATE ledger_head SET size = ?, root = ? WHERE id = 1",
-            (frontier.size, frontier.root()),
+            "UPDATE ledger_head SET size = ?, root = ?, frontier = ? WHERE id = 1",
+            (frontier.size, frontier.root(), frontier.to_bytes()),
         )
         conn.execute("COMMIT")
     finally:
@@ -510,8 +510,8 @@ def _load_postgresql(url: str, n: int) -> merkle.Frontier:
                     for nd in nodes:
                         cp.write_row(nd)
             cur.execute(
-                "UPDATE ledger_head SET size = %s, root = %s WHERE id = 1",
-                (frontier.size, frontier.root()),
+                "UPDATE ledger_head SET size = %s, root = %s, frontier = %s WHERE id = 1",
+                (frontier.size, frontier.root(), frontier.to_bytes()),
             )
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:

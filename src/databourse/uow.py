@@ -46,6 +46,8 @@ class UnitOfWork:
     sessions: sessionmaker[Session]
     actor: Actor = SYSTEM
     records: list[Record] = field(default_factory=list)
+    # subjects' latest ledger state hashes read under a row lock during this unit of work
+    last_states: dict[str, str | None] = field(default_factory=dict)
     session: Session = field(init=False)
     _done: bool = field(default=False, init=False)
 
@@ -81,7 +83,7 @@ class UnitOfWork:
 
         self.session.flush()
         if self.records:
-            append_records(self.session, self.actor, self.records)
+            append_records(self.session, self.actor, self.records, self.last_states)
             self.records = []
         self.session.commit()
         self._done = True
@@ -89,4 +91,5 @@ class UnitOfWork:
     def rollback(self) -> None:
         self.session.rollback()
         self.records = []
+        self.last_states = {}
         self._done = True

@@ -163,7 +163,11 @@ def _check_tree(
     head: LedgerHead,
     expected: dict[tuple[int, int], bytes],
 ) -> None:
-    if (head.size, head.root) != (frontier.size, frontier.root()):
+    if (head.size, head.root, head.frontier) != (
+        frontier.size,
+        frontier.root(),
+        frontier.to_bytes(),
+    ):
         report.findings.append(
             Finding("tree", None, None, f"the head (size {head.size}) is not the replayed tree")
         )

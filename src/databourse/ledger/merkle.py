@@ -260,12 +260,37 @@ class Frontier:
         frontier.size = size
         return frontier
 
+    @classmethod
+    def from_bytes(cls, size: int, packed: bytes) -> Frontier:
+        """Resume from ``to_bytes``: the ``root_nodes(size)`` hashes, concatenated."""
+        coords = root_nodes(size)
+        if len(packed) != HASH_SIZE * len(coords):
+            raise ValueError(f"a frontier of size {size} has {len(coords)} hashes")
+        frontier = cls()
+        frontier._nodes = [
+            (lvl, idx, packed[i * HASH_SIZE : (i + 1) * HASH_SIZE])
+            for i, (lvl, idx) in enumerate(coords)
+        ]
+        frontier.size = size
+        return frontier
+
+    def to_bytes(self) -> bytes:
+        return b"".join(h for _, _, h in self._nodes)
+
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
-        """Same result as ``new_nodes_on_append(self.size, leaf, ...)``."""
-        siblings = {(lvl, idx): h for lvl, idx, h in self._nodes}
-        created = new_nodes_on_append(self.size, leaf, lambda lvl, idx: siblings[(lvl, idx)])
-        merged = len(created) - 1  # each new parent absorbed one frontier node
-        self._nodes[len(self._nodes) - merged :] = [created[-1]]
+        """Same result as ``new_nodes_on_append(self.size, leaf, ...)``.
+
+        While the new node is a right child (odd index), its left sibling is the frontier's
+        last node: merge them into their parent, one level up.
+        """
+        _check_hash(leaf, "leaf")
+        level, index, carry = 0, self.size, leaf
+        created = [(0, index, leaf)]
+        while index & 1:
+            carry = node_hash(self._nodes.pop()[2], carry)
+            level, index = level + 1, index >> 1
+            created.append((level, index, carry))
+        self._nodes.append((level, index, carry))
         self.size += 1
         return created
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -24,10 +25,12 @@ class LedgerEntry(Base):
     """One leaf of the log. ``entry`` holds the exact RFC 8785 bytes that were hashed."""
 
     __tablename__ = "ledger_entries"
+    # A subject's latest entry is found by an index seek on (subject, seq).
+    __table_args__ = (Index("ix_ledger_entries_subject_seq", "subject", "seq"),)
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(64))
-    subject: Mapped[str] = mapped_column(String(80), index=True)
+    subject: Mapped[str] = mapped_column(String(80))
     actor: Mapped[str] = mapped_column(String(80))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     state_hash: Mapped[str | None] = mapped_column(String(64))
@@ -62,6 +65,8 @@ class LedgerHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     size: Mapped[int] = mapped_column(BigInteger)
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # The right-edge perfect-subtree hashes (merkle.Frontier.to_bytes): appends need nothing else.
+    frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import TextClause, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from databourse.db import utcnow
@@ -33,27 +34,38 @@ log = logging.getLogger("databourse.ledger")
 def fetch_nodes(
     session: Session, coords: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], bytes]:
-    """The stored hashes of the given (level, index) nodes, in one query.
+    """The stored hashes of the given (level, index) nodes, in one primary-key query.
 
-    Written as ``level = l AND index IN (…)`` per level rather than a row-value ``IN``:
-    SQLite plans the latter as a scan of the whole table, the former as primary-key seeks.
+    Proofs call this on every request, so the statement is hand-written per dialect: a
+    join on ``unnest`` of two arrays on PostgreSQL (one cached plan whatever the count),
+    and OR-ed key equalities on SQLite, which it plans as primary-key seeks (it plans a
+    row-value ``IN`` as a scan of the whole table).
     """
     if not coords:
         return {}
-    by_level: dict[int, list[int]] = {}
-    for level, index in coords:
-        by_level.setdefault(level, []).append(index)
-    rows = session.execute(
-        select(LedgerNode.level, LedgerNode.index, LedgerNode.hash).where(
-            or_(
-                *(
-                    and_(LedgerNode.level == lv, LedgerNode.index.in_(ixs))
-                    for lv, ixs in by_level.items()
-                )
-            )
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            _PG_NODES,
+            {"l": [lv for lv, _ in coords], "i": [ix for _, ix in coords]},
         )
-    )
+    else:
+        params = {f"l{n}": lv for n, (lv, _) in enumerate(coords)}
+        params.update({f"i{n}": ix for n, (_, ix) in enumerate(coords)})
+        rows = session.execute(_sqlite_nodes(len(coords)), params)
     return {(lv, ix): h for lv, ix, h in rows}
+
+
+_PG_NODES = text(
+    'SELECT n.level, n."index", n.hash FROM ledger_nodes AS n '
+    "JOIN unnest(CAST(:l AS integer[]), CAST(:i AS bigint[])) AS w(l, i) "
+    'ON n.level = w.l AND n."index" = w.i'
+)
+
+
+@lru_cache(maxsize=128)
+def _sqlite_nodes(count: int) -> TextClause:
+    where = " OR ".join(f'(level = :l{n} AND "index" = :i{n})' for n in range(count))
+    return text(f'SELECT level, "index", hash FROM ledger_nodes WHERE {where}')
 
 
 def lock_head(session: Session) -> LedgerHead:
@@ -88,6 +100,22 @@ def _last_state_hash(session: Session, subject: str) -> str | None:
     )
 
 
+def last_state_hashes(session: Session, subjects: Sequence[str]) -> dict[str, str | None]:
+    """Each subject's latest state hash (None if it has no entry), in one query."""
+    out: dict[str, str | None] = dict.fromkeys(subjects)
+    if subjects:
+        latest = (
+            select(func.max(LedgerEntry.seq))
+            .where(LedgerEntry.subject.in_(list(out)))
+            .group_by(LedgerEntry.subject)
+        )
+        rows = session.execute(
+            select(LedgerEntry.subject, LedgerEntry.state_hash).where(LedgerEntry.seq.in_(latest))
+        )
+        out.update({subject: h for subject, h in rows})
+    return out
+
+
 class LedgerMismatch(Conflict):
     slug = "ledger-mismatch"
     title = "The record differs from its ledger entry: it was changed outside the exchange"
@@ -104,6 +132,7 @@ def assert_untampered(uow: UnitOfWork, subject: str, state: dict[str, Any]) -> N
         recorded: str | None = state_hash(pending[-1].state or {})
     else:
         recorded = _last_state_hash(uow.session, subject)
+        uow.last_states[subject] = recorded  # the row is locked: still true at commit
     if recorded is not None and recorded != state_hash(state):
         log.error("ledger mismatch", extra={"subject": subject})
         raise LedgerMismatch(
@@ -111,26 +140,31 @@ def assert_untampered(uow: UnitOfWork, subject: str, state: dict[str, Any]) -> N
         )
 
 
-def append_records(session: Session, actor: Actor, records: Sequence[Record]) -> list[int]:
-    """Append the records as consecutive leaves; returns their sequence numbers."""
+def append_records(
+    session: Session,
+    actor: Actor,
+    records: Sequence[Record],
+    known_states: dict[str, str | None] | None = None,
+) -> list[int]:
+    """Append the records as consecutive leaves; returns their sequence numbers.
+
+    ``known_states`` are subjects' latest state hashes the caller already read under a
+    row lock; the others are looked up in one query.
+    """
     head = lock_head(session)
-    size = head.size
-    known = fetch_nodes(session, merkle.root_nodes(size))
-    frontier = merkle.Frontier.from_nodes(size, lambda lv, ix: known[(lv, ix)])
+    frontier = merkle.Frontier.from_bytes(head.size, head.frontier)
+    last_state = dict(known_states or {})
+    missing = [s for s in dict.fromkeys(r.subject for r in records) if s not in last_state]
+    last_state.update(last_state_hashes(session, missing))
     now = utcnow()
     at = now.isoformat().replace("+00:00", "Z")
     entries: list[dict[str, object]] = []
     nodes: list[tuple[int, int, bytes]] = []
     seqs: list[int] = []
     parties: list[dict[str, object]] = []
-    last_state: dict[str, str | None] = {}
     for rec in records:
         seq = frontier.size
-        prev = (
-            last_state[rec.subject]
-            if rec.subject in last_state
-            else _last_state_hash(session, rec.subject)
-        )
+        prev = last_state[rec.subject]
         doc = entry_document(seq, actor, rec, prev, at)
         raw = canonical(doc)
         leaf = merkle.leaf_hash(raw)
@@ -158,6 +192,7 @@ def append_records(session: Session, actor: Actor, records: Sequence[Record]) ->
     )
     head.size = frontier.size
     head.root = frontier.root()
+    head.frontier = frontier.to_bytes()
     head.updated_at = now
     session.flush()
     return seqs

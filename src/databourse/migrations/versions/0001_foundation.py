@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:29:35.284517
+Create Date: 2026-11-23 19:35:11.138603
 """
 
 from __future__ import annotations
@@ -73,13 +73,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("leaf_hash", name=op.f("uq_ledger_entries_leaf_hash")),
     )
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ledger_entries_subject"), ["subject"], unique=False)
+        batch_op.create_index("ix_ledger_entries_subject_seq", ["subject", "seq"], unique=False)
 
     op.create_table(
         "ledger_head",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("root", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("frontier", sa.LargeBinary(), nullable=False),
         sa.Column("updated_at", databourse.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_head")),
     )
@@ -275,6 +276,7 @@ def upgrade() -> None:
         sa.column("id", sa.Integer),
         sa.column("size", sa.BigInteger),
         sa.column("root", sa.LargeBinary),
+        sa.column("frontier", sa.LargeBinary),
         sa.column("updated_at", databourse.db.UTCDateTime()),
     )
     op.bulk_insert(
@@ -284,6 +286,7 @@ def upgrade() -> None:
                 "id": 1,
                 "size": 0,
                 "root": hashlib.sha256(b"").digest(),
+                "frontier": b"",
                 "updated_at": databourse.db.utcnow(),
             }
         ],
@@ -328,7 +331,7 @@ def downgrade() -> None:
     op.drop_table("ledger_nodes")
     op.drop_table("ledger_head")
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_ledger_entries_subject"))
+        batch_op.drop_index("ix_ledger_entries_subject_seq")
 
     op.drop_table("ledger_entries")
     op.drop_table("ledger_checkpoints")
