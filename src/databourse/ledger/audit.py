@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from databourse.hashing import state_hash
@@ -69,22 +69,21 @@ class Report:
         return not self.findings
 
 
-def _entries(session: Session, batch: int = 5000) -> Iterator[LedgerEntry]:
+def _entries(session: Session, batch: int = 5000) -> Iterator[Row[Any]]:
+    """Every entry in order, as plain rows (no ORM objects: replay cost is per entry)."""
+    cols = [
+        getattr(LedgerEntry, c)
+        for c in ("seq", "kind", "subject", "actor", "at", "state_hash", "entry", "leaf_hash")
+    ]
     last = -1
     while True:
-        rows = list(
-            session.scalars(
-                select(LedgerEntry)
-                .where(LedgerEntry.seq > last)
-                .order_by(LedgerEntry.seq)
-                .limit(batch)
-            )
-        )
+        rows = session.execute(
+            select(*cols).where(LedgerEntry.seq > last).order_by(LedgerEntry.seq).limit(batch)
+        ).all()
         if not rows:
             return
         yield from rows
         last = rows[-1].seq
-        session.expunge_all()
 
 
 def verify(
