@@ -265,8 +265,7 @@ def _overhead(kind: str, url: str, console: Console) -> tuple[Row, float]:
             )
         ledger_ms = LEDGER_CLOCK.seconds / max(LEDGER_CLOCK.calls, 1) * 1000
     finally:
-        db.writer.dispose()
-        db.reader.dispose()
+        db.dispose()
     w_rate, o_rate = statistics.median(with_), statistics.median(without)
     row = Row(
         f"{kind} · commands, with / without ledger",
@@ -320,12 +319,12 @@ def _explain(kind: str, db: Database, call: Callable[[Session], object]) -> list
 
 def _prev_state_plan_note(kind: str, db: Database) -> list[str]:
     """Whether the per-record lookup of a subject's last state uses an index on subject."""
-    plan = _explain(kind, db, lambda s: writer._last_state_hash(s, "ord_none"))
+    plan = _explain(kind, db, lambda s: writer.last_state_hashes(s, ["ord_none"]))
     if any("subject" in p and ("USING INDEX" in p or "Index" in p) for p in plan):
         return []
     return [
         f"{kind}: after the bulk rounds, the lookup of a subject's last state in "
-        "`writer._last_state_hash` (one query per record of a new subject) no longer uses "
+        "`writer.last_state_hashes` (the subjects' latest entries) no longer uses "
         f"an index on subject: `{' / '.join(plan)}`; for a subject with no entry that "
         "reads the whole table"
     ]
@@ -380,8 +379,7 @@ def _bulk(kind: str, url: str, console: Console) -> tuple[Row, list[str]]:
                 )
         notes = _prev_state_plan_note(kind, db)
     finally:
-        db.writer.dispose()
-        db.reader.dispose()
+        db.dispose()
     rate, base = statistics.median(ledger_rates), statistics.median(plain_rates)
     row = Row(
         f"{kind} · append_records, {BULK_BATCH:,}/tx",
@@ -744,8 +742,7 @@ def _big_log(
         rows.append(_append_at_scale(kind, db, small_append_ms))
         console.print(f"  [dim]{kind}: {rows[-1].scenario}: {rows[-1].value:.1f} ms[/dim]")
     finally:
-        db.writer.dispose()
-        db.reader.dispose()
+        db.dispose()
     return rows, notes
 
 

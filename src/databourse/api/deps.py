@@ -39,18 +39,21 @@ def read_session(ctx: Ctx) -> Iterator[Session]:
 ReadSession = Annotated[Session, Depends(read_session)]
 
 
-def get_principal(request: Request, ctx: Ctx) -> Principal:
-    """Bearer access token or API key in ``Authorization``; else the web session cookie."""
+def get_principal(request: Request, ctx: Ctx, session: ReadSession) -> Principal:
+    """Bearer access token or API key in ``Authorization``; else the web session cookie.
+
+    Uses the request's read session, which FastAPI shares with the route: one connection
+    checkout per request.
+    """
     auth = request.headers.get("authorization")
-    with ctx.reads() as session:
-        if auth:
-            scheme, _, credential = auth.partition(" ")
-            if scheme.lower() != "bearer" or not credential.strip():
-                raise InvalidToken("use 'Authorization: Bearer <token or API key>'")
-            return principal_from_bearer(session, ctx.tokens, credential.strip())
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            return principal_from_session(session, cookie)
+    if auth:
+        scheme, _, credential = auth.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise InvalidToken("use 'Authorization: Bearer <token or API key>'")
+        return principal_from_bearer(session, ctx.tokens, credential.strip())
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return principal_from_session(session, cookie)
     raise InvalidToken("no credentials were presented")
 
 

@@ -24,11 +24,11 @@ router = APIRouter(prefix="/ledger", tags=["ledger"])
 NOTE_TYPE = "text/plain; charset=utf-8"
 
 
-def public_reader(request: Request, ctx: Ctx) -> Principal | None:
+def public_reader(request: Request, ctx: Ctx, session: ReadSession) -> Principal | None:
     """No credentials needed for public ledger data, unless the exchange turned that off."""
     if ctx.settings.ledger_public_read:
         return None
-    return get_principal(request, ctx)
+    return get_principal(request, ctx, session)
 
 
 PublicRead = Annotated[Principal | None, Depends(public_reader)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -144,8 +145,6 @@ def monitor(
             if last is not None and cp.size > last.size:
                 p = client.get("/proofs/consistency", params={"old": last.size, "new": cp.size})
                 p.raise_for_status()
-                import base64
-
                 proof = [base64.b64decode(h) for h in p.json()["proof"]]
                 try:
                     merkle.verify_consistency(last.size, cp.size, last.root, cp.root, proof)

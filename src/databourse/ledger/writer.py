@@ -91,15 +91,6 @@ def entry_document(
     }
 
 
-def _last_state_hash(session: Session, subject: str) -> str | None:
-    return session.scalar(
-        select(LedgerEntry.state_hash)
-        .where(LedgerEntry.subject == subject)
-        .order_by(LedgerEntry.seq.desc())
-        .limit(1)
-    )
-
-
 def last_state_hashes(session: Session, subjects: Sequence[str]) -> dict[str, str | None]:
     """Each subject's latest state hash (None if it has no entry), in one query."""
     out: dict[str, str | None] = dict.fromkeys(subjects)
@@ -131,7 +122,7 @@ def assert_untampered(uow: UnitOfWork, subject: str, state: dict[str, Any]) -> N
     if pending:  # changed earlier in this same unit of work
         recorded: str | None = state_hash(pending[-1].state or {})
     else:
-        recorded = _last_state_hash(uow.session, subject)
+        recorded = last_state_hashes(uow.session, [subject])[subject]
         uow.last_states[subject] = recorded  # the row is locked: still true at commit
     if recorded is not None and recorded != state_hash(state):
         log.error("ledger mismatch", extra={"subject": subject})

@@ -332,8 +332,9 @@ def list_orgs(
 
 
 def list_decisions(session: Session, principal: Principal, org_id: str) -> list[AdmissionDecision]:
-    get_org(session, principal, org_id)
     authorize(principal, "decision.list", org_id)
+    if session.get(Organisation, org_id) is None:
+        raise NotFound(f"organisation {org_id} not found")
     q = select(AdmissionDecision).where(AdmissionDecision.org_id == org_id)
     return list(session.scalars(q.order_by(AdmissionDecision.id)))
 
