@@ -1,7 +1,10 @@
 """Every domain's tables, imported in one place for migrations and ``alembic check``."""
 
+from databourse.assets.models import DataAsset, DataFile
 from databourse.auth.models import ApiKey, WebSession
+from databourse.catalog.models import Product, ProductAsset
 from databourse.db import Base
+from databourse.demands.models import Demand, MatchNotice
 from databourse.idempotency import IdempotencyRecord
 from databourse.ledger.models import (
     Checkpoint,
@@ -27,14 +30,20 @@ __all__ = [
     "ApiKey",
     "Checkpoint",
     "Cosignature",
+    "DataAsset",
+    "DataFile",
+    "Demand",
     "IdempotencyRecord",
     "LedgerAlert",
     "LedgerEntry",
     "LedgerEntryParty",
     "LedgerHead",
     "LedgerNode",
+    "MatchNotice",
     "Organisation",
     "OrganisationRole",
+    "Product",
+    "ProductAsset",
     "User",
     "WebSession",
     "Witness",

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
         None, description="Secret for bearer tokens; shared by all processes of one exchange."
     )
     exchange_name: str = "databourse.local"
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="The exchange's public base URL: the IRIs of DCAT and ODRL documents.",
+    )
     access_token_ttl_seconds: int = 900
     session_ttl_seconds: int = 7 * 24 * 3600
     session_cookie_secure: bool = False
@@ -42,6 +46,24 @@ class Settings(BaseSettings):
     )
     checkpoint_interval_seconds: int = Field(
         60, description="How often a new checkpoint is signed when the log has grown; 0: never."
+    )
+    object_store_url: str | None = Field(
+        None,
+        description="fsspec URL of the object store for data files (e.g. s3://bucket/prefix); "
+        "default is a directory in data_dir.",
+    )
+    upload_max_bytes: int = Field(512 * 1024 * 1024, description="Largest data file accepted.")
+    upload_max_decoded_bytes: int = Field(
+        4 * 1024 * 1024 * 1024,
+        description="Largest size a file may expand to when decoded (Parquet decompression).",
+    )
+    upload_max_columns: int = 1000
+    commitment_chunk_rows: int = Field(
+        1024, description="Rows per chunk of a data file's Merkle content commitment."
+    )
+    sample_rows: int = Field(5, description="Rows shown in a product's sample.")
+    general_sub_grades: int = Field(
+        4, description="Sub-grades of general data (GB/T 43697-2024 leaves the scale open)."
     )
     demo_password: SecretStr = SecretStr("demo-password-2026")
 
@@ -55,6 +77,10 @@ class Settings(BaseSettings):
     def ledger_origin(self) -> str:
         """The log's name in checkpoints (C2SP tlog-checkpoint origin) and its key name."""
         return f"{self.exchange_name}/ledger"
+
+    @property
+    def object_store(self) -> str:
+        return self.object_store_url or (self.data_dir / "objects").resolve().as_uri()
 
     @property
     def signing_key_file(self) -> Path:

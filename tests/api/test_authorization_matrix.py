@@ -56,8 +56,15 @@ def test_every_endpoint_names_an_action_in_the_policy() -> None:
         assert action in POLICY or action in PUBLIC, f"{method} {path}: {action} not in policy"
 
 
+FREE = {"name": "free", "model": "free"}
+DEMAND = {"title": "bus ridership", "need": "hourly boardings", "purpose": "research"}
 BODIES: dict[str, Any] = {
     "admission.admit": {"kyb": factories.KYB},
+    "asset.create": factories.asset(),
+    "asset.update": {"title": "matrix"},
+    "product.create": factories.product(["ast_none"], ["a"], kind="api"),
+    "product.update": {"title": "matrix"},
+    "demand.create": DEMAND,
     "role.grant": {"role": "agent", "reason": "matrix"},
     "user.create": None,  # built per request (unique e-mail)
     "apikey.create": {"name": "matrix"},
@@ -91,7 +98,8 @@ def _principal(party: Party, roles: list[str], status: str) -> Principal:
     )
 
 
-OWNED = re.compile(r"\{(org_id|user_id|key_id)\}")  # paths naming an organisation's object
+# paths naming an organisation's object
+OWNED = re.compile(r"\{(org_id|user_id|key_id|asset_id|product_id|demand_id|file_id)\}")
 CASES = [
     (m, p, a, who, target)
     for m, p, a in ROUTES
@@ -111,12 +119,15 @@ def test_matrix(
 ) -> None:
     roles, status = PRINCIPALS[who]
     # Reads change nothing, so their parties are shared; every write gets fresh ones.
-    me = _party(exchange, who, roles, status, fresh=method != "GET")
+    # Commands on assets, products and demands change those objects, not the parties.
+    fresh = method != "GET" and not DOMAIN_OBJECT.search(path)
+    me = _party(exchange, who, roles, status, fresh=fresh)
     owner = (
         me
         if target == "own"
-        else _party(exchange, "owner", ["buyer"], "admitted", fresh=method != "GET")
+        else _party(exchange, "owner", ["buyer", "merchant"], "admitted", fresh=fresh)
     )
+    objects = _objects(exchange, owner, path, reuse=method == "GET")
     # objects addressed by their own id: a user and an API key of the owner
     ids = {
         "org_id": owner.id,
@@ -124,10 +135,17 @@ def test_matrix(
         "key_id": _spare_key(exchange, owner) if "{key_id}" in path else "",
         "role": "buyer",
         "seq": "0",
+        "notice_id": "0",
+        "index": "0",
+        **objects,
     }
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path).removeprefix("/api/v1")
     with me.client() as c:
-        r = c.request(method, url, json=_body(action, path) if method == "POST" else None)
+        if action == "file.upload":
+            r = c.post(url, files={"file": ("m.csv", b"a,b\n1,2\n", "text/csv")})
+        else:
+            body = _body(action, path) if method in ("POST", "PATCH") else None
+            r = c.request(method, url, json=body)
     try:
         authorize(_principal(me, roles, status), action, owner.id if OWNED.search(path) else None)
         allowed = True
@@ -141,6 +159,74 @@ def test_matrix(
 
 
 _SHARED: dict[tuple[str, str], Party] = {}
+_OBJECTS: dict[tuple[str, str], dict[str, str]] = {}
+DOMAIN_OBJECT = re.compile(r"\{(asset|product|demand|file|notice)_id\}|/(assets|products|demands)$")
+
+
+def _objects(ex: Exchange, owner: Party, path: str, reuse: bool) -> dict[str, str]:
+    """The objects the path names, owned by ``owner``: fresh for commands, shared for reads.
+
+    An asset (registered, with a file), a draft API product, a closed demand.
+    """
+    kinds = set(re.findall(r"\{(asset|product|demand|file)_id\}", path))
+    if not kinds:
+        return {}
+    if reuse and (owner.id, path) in _OBJECTS:
+        return _OBJECTS[(owner.id, path)]
+    import io
+
+    from databourse.assets import schemas as asset_schemas
+    from databourse.assets import services as assets
+    from databourse.assets import uploads
+    from databourse.auth.policy import SYSTEM_PRINCIPAL
+    from databourse.catalog import schemas as catalog_schemas
+    from databourse.catalog import services as catalog
+    from databourse.demands import schemas as demand_schemas
+    from databourse.demands import services as demands
+    from databourse.uow import Actor, UnitOfWork
+
+    ids: dict[str, str] = {}
+    me = Principal(
+        "user", owner.user_id, owner.id, "admitted", frozenset({"buyer", "merchant"}), True
+    )
+    w = ex.ctx.writes
+    if "demand" in kinds:
+        with UnitOfWork(w) as uow:
+            data = demand_schemas.DemandIn.model_validate(DEMAND, strict=False)
+            demand, _ = demands.post(uow, me, ex.ctx.catalog, data)
+            demands.transition(uow, me, demand.id, "close")
+            uow.commit()
+        ids["demand_id"] = demand.id
+    if not kinds & {"asset", "product", "file"}:
+        _OBJECTS[(owner.id, path)] = ids
+        return ids
+    with UnitOfWork(w) as uow:
+        asset = assets.create(
+            uow, me, asset_schemas.AssetIn.model_validate(factories.asset(), strict=False)
+        )
+        assets.transition(uow, me, asset.id, "submit")
+        assets.transition(uow, SYSTEM_PRINCIPAL, asset.id, "register")
+        uow.commit()
+    ids["asset_id"] = asset.id
+    if "file" in kinds:
+        ids["file_id"] = uploads.upload(
+            w,
+            Actor("user", me.id, me.org_id),
+            me,
+            ex.ctx.store,
+            asset.id,
+            filename="m.csv",
+            source=io.BytesIO(b"a,b\n1,2\n"),
+        ).id
+    if "product" in kinds:
+        body = factories.product([asset.id], ["a"], kind="api", plans=[FREE])
+        body["policy"] = {k: v for k, v in factories.POLICY.items() if k != "count"}
+        with UnitOfWork(w) as uow:
+            data = catalog_schemas.ProductIn.model_validate(body, strict=False)
+            ids["product_id"] = catalog.create(uow, me, data).id
+            uow.commit()
+    _OBJECTS[(owner.id, path)] = ids
+    return ids
 
 
 def _party(ex: Exchange, who: str, roles: list[str], status: str, fresh: bool) -> Party:

@@ -64,7 +64,10 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     app.state.ctx = ctx
     problems.install(app)
 
+    from databourse.assets import api as assets_api
     from databourse.auth import api as auth_api
+    from databourse.catalog import api as catalog_api
+    from databourse.demands import api as demands_api
     from databourse.ledger import api as ledger_api
     from databourse.participants import api as participants_api
 
@@ -72,7 +75,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     v1.include_router(auth_api.router)
     v1.include_router(participants_api.router)
     v1.include_router(ledger_api.router)
+    v1.include_router(assets_api.router)
+    v1.include_router(catalog_api.router)
+    v1.include_router(demands_api.router)
     app.include_router(health.router)
     app.include_router(v1)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.upload_max_bytes,
+    )
     return app

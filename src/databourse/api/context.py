@@ -8,7 +8,9 @@ from datetime import timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session, sessionmaker
 
+from databourse.assets.store import ObjectStore
 from databourse.auth.services import TokenConfig
+from databourse.catalog.indexer import CatalogSearch
 from databourse.db import Database
 from databourse.keys import load_secret, load_signing_key
 from databourse.ledger.services import LogKey
@@ -24,6 +26,8 @@ class AppContext:
     tokens: TokenConfig
     signing_key: Ed25519PrivateKey
     log_key: LogKey
+    store: ObjectStore
+    catalog: CatalogSearch
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -43,4 +47,6 @@ class AppContext:
             tokens,
             signing_key,
             LogKey.from_private_key(signing_key, settings.ledger_origin),
+            ObjectStore(settings.object_store),
+            CatalogSearch(),
         )

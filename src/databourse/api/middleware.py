@@ -23,9 +23,19 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int | None = None,
+        upload_paths: str = r"^/api/v1/assets/[^/]+/files$",
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        # File uploads get their own, larger limit (plus room for the multipart framing)
+        # and must declare their length: their bodies are streamed, never buffered here.
+        self.max_upload = (max_upload_bytes or max_body_bytes) + 64 * 1024
+        self.upload_paths = re.compile(upload_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,8 +49,23 @@ class EdgeMiddleware:
         status = {"code": 500}
         limit = self.max_body
         declared = headers.get("content-length", "")
+        upload = scope["method"] == "POST" and bool(self.upload_paths.match(scope["path"]))
+        if upload:
+            limit = self.max_upload
+            if not declared.isdigit():
+                await self._problem(
+                    scope,
+                    send,
+                    rid,
+                    411,
+                    "length-required",
+                    "Length required",
+                    "a file upload must declare its Content-Length",
+                )
+                request_id.reset(token)
+                return
         if declared.isdigit() and int(declared) > limit:
-            await self._too_large(scope, send, rid)
+            await self._too_large(scope, send, rid, limit)
             request_id.reset(token)
             return
         downstream_receive = receive
@@ -56,7 +81,7 @@ class EdgeMiddleware:
                     break
                 seen += len(msg.get("body", b""))
                 if seen > limit:
-                    await self._too_large(scope, send, rid)
+                    await self._too_large(scope, send, rid, limit)
                     request_id.reset(token)
                     return
                 if not msg.get("more_body", False):
@@ -102,7 +127,7 @@ class EdgeMiddleware:
             )
             request_id.reset(token)
 
-    async def _too_large(self, scope: Scope, send: Send, rid: str) -> None:
+    async def _too_large(self, scope: Scope, send: Send, rid: str, limit: int) -> None:
         await self._problem(
             scope,
             send,
@@ -110,7 +135,7 @@ class EdgeMiddleware:
             413,
             "payload-too-large",
             "The request body is too large",
-            f"the body exceeds {self.max_body} bytes",
+            f"the body exceeds {limit} bytes",
         )
 
     async def _problem(

@@ -59,6 +59,7 @@ APPLICANT = frozenset({"applied", "under_review", "admitted"})
 # An organisation acting on its own admission: the workflow decides what is possible.
 SELF_SERVICE = READ_STATUSES - {"suspended"}
 OP, REG = "operator", "regulator"
+MER, BUY = "merchant", "buyer"
 OWN, ANY = Reach.OWN, Reach.ANY
 
 
@@ -118,6 +119,47 @@ POLICY: dict[str, Action] = {
         Action("ledger.witness.round", True, {OP: ANY}),
         Action("ledger.witness.register", True, {MEMBER: OWN}, admin_only=True),
         _read("ledger.witness.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        # assets: merchants register what they hold; the operator certifies
+        Action("asset.create", True, {MER: OWN}),
+        Action("asset.update", True, {MER: OWN}),
+        Action("asset.submit", True, {MER: OWN}),
+        Action("asset.cancel", True, {MER: OWN}),
+        Action("asset.register", True, {OP: ANY}),
+        Action("asset.reject", True, {OP: ANY}),
+        Action("asset.dispute", True, {OP: ANY, REG: ANY}),
+        Action("asset.resolve", True, {OP: ANY}),
+        _read("asset.read", {MER: OWN, OP: ANY, REG: ANY}),
+        _read("asset.list", {MER: OWN, OP: ANY, REG: ANY}),
+        Action("asset.certificate", False, {MER: OWN, OP: ANY, REG: ANY}, statuses=READ_STATUSES),
+        Action("file.upload", True, {MER: OWN}),
+        _read("file.read", {MER: OWN, OP: ANY, REG: ANY}),
+        # products and their listing review
+        Action("product.create", True, {MER: OWN}),
+        Action("product.update", True, {MER: OWN}),
+        Action("product.submit", True, {MER: OWN}),
+        Action("product.approve", True, {OP: ANY}),
+        Action("product.reject", True, {OP: ANY}),
+        Action("product.delist", True, {MER: OWN, OP: ANY}),
+        Action("product.suspend", True, {OP: ANY, REG: ANY}),
+        Action("product.reinstate", True, {OP: ANY}),
+        _read("product.read", {MER: OWN, OP: ANY, REG: ANY}),
+        _read("product.list", {MER: OWN, OP: ANY, REG: ANY}),
+        _read("product.checklist", {MER: OWN, OP: ANY, REG: ANY}),
+        _read("product.matches", {MER: OWN, OP: ANY}),
+        # the catalog of listed products: every admitted member
+        Action("catalog.read", False, {MEMBER: ANY}),
+        Action("catalog.search", False, {MEMBER: ANY}),
+        Action("catalog.dcat", False, {MEMBER: ANY}),
+        # demands (需求) and matching (撮合)
+        Action("demand.create", True, {BUY: OWN}),
+        Action("demand.close", True, {BUY: OWN}),
+        Action("demand.withdraw", True, {BUY: OWN}),
+        _read("demand.read", {BUY: OWN, OP: ANY, REG: ANY}),
+        _read("demand.list", {BUY: OWN, OP: ANY, REG: ANY}),
+        Action("demand.browse", False, {MER: ANY}),
+        _read("demand.matches", {BUY: OWN, OP: ANY}),
+        _read("notice.list", {MEMBER: OWN}),
+        Action("notice.read", True, {MEMBER: OWN}),
     ]
 }
 

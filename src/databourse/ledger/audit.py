@@ -32,8 +32,15 @@ Coverage = dict[str, tuple[type[Any], Callable[[Any], dict[str, Any]]]]
 
 
 def default_coverage() -> Coverage:
+    from databourse.assets.models import DataAsset, DataFile
+    from databourse.assets.services import asset_state
+    from databourse.assets.uploads import file_state
     from databourse.auth.models import ApiKey
     from databourse.auth.services import apikey_state
+    from databourse.catalog.models import Product, ProductAsset
+    from databourse.catalog.services import product_state
+    from databourse.demands.models import Demand
+    from databourse.demands.services import demand_state
     from databourse.ledger.models import Witness
     from databourse.participants.models import Organisation, User
     from databourse.participants.services import org_state, user_state
@@ -46,7 +53,20 @@ def default_coverage() -> Coverage:
         "usr": (User, user_state),
         "key": (ApiKey, apikey_state),
         "wit": (Witness, witness_state),
+        "ast": (DataAsset, asset_state),
+        "fil": (DataFile, file_state),
+        "prd": (Product, lambda p: product_state(p, _links(p, ProductAsset))),
+        "dmd": (Demand, demand_state),
     }
+
+
+def _links(product: Any, link: type[Any]) -> list[str]:
+    """A product's asset ids, read in the session its row came from."""
+    from sqlalchemy.orm import object_session
+
+    session = object_session(product)
+    assert session is not None
+    return list(session.scalars(select(link.asset_id).where(link.product_id == product.id)))
 
 
 @dataclass(frozen=True)

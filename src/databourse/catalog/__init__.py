@@ -1,0 +1,1 @@
+"""The catalog: data products, their listing review, search and DCAT export."""
