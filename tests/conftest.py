@@ -23,6 +23,7 @@ import uvicorn
 from databourse import demo, migrations
 from databourse.api.app import create_app
 from databourse.api.context import AppContext
+from databourse.demo_supply import seed_supply
 from databourse.settings import Settings
 from tests import factories
 
@@ -114,7 +115,9 @@ def exchange(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     settings = make_settings(tmp_path_factory.mktemp("data"), store_url, max_body_bytes=64_000)
     app = create_app(settings, configure_logging=False)
     ctx: AppContext = app.state.ctx
-    world = {s.key: s.org_id for s in demo.seed(ctx.writes, DEMO_PASSWORD)}
+    seeded = demo.seed(ctx.writes, DEMO_PASSWORD)
+    seed_supply(ctx.writes, ctx.store, {s.key: s.email for s in seeded})
+    world = {s.key: s.org_id for s in seeded}
     server, thread, base = serve_in_thread(app)
     store = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     yield Exchange(base, ctx, world, store)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
+from databourse.catalog.models import Product
+from databourse.demands.models import Demand
 from databourse.ledger.models import LedgerEntry
 from databourse.participants.models import Organisation, User
 
@@ -50,6 +52,11 @@ def test_seed_twice_creates_the_world_once(tmp_path: Path) -> None:
         statuses = dict(c.execute(select(Organisation.name, Organisation.status)).all())
     assert sorted(statuses.values()).count("admitted") == 8
     assert "applied" in statuses.values()
+    with engine.connect() as c:
+        products = dict(c.execute(select(Product.title, Product.status)).all())
+        demands = c.scalar(select(func.count()).select_from(Demand))
+    assert sorted(products.values()) == ["in_review", "listed", "listed"]
+    assert demands == 2
     # the seed's history is on the ledger, and the ledger agrees with the rows
     verify = _cli(tmp_path, "ledger", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr

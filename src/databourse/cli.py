@@ -306,13 +306,23 @@ def demo_seed() -> None:
 
     settings = get_settings()
     password = settings.demo_password.get_secret_value()
+    from databourse.assets.store import ObjectStore
+    from databourse.demo_supply import seed_supply
+
     with _database() as database:
-        seeded = demo.seed(database.write_sessions(), password)
+        sessions = database.write_sessions()
+        seeded = demo.seed(sessions, password)
+        with console.status("Seeding assets, data files, products and demands…"):
+            supply = seed_supply(
+                sessions, ObjectStore(settings.object_store), {s.key: s.email for s in seeded}
+            )
     table = Table("role", "login e-mail", "status", "organisation", "id", "new", title="Demo world")
     for s in seeded:
         table.add_row(s.key, s.email, s.status, s.name, s.org_id, "yes" if s.created else "")
     wide = Console(width=max(console.width, 150))
     wide.print(table)
+    for line in supply:
+        console.print(f"created {line}")
     console.print(
         f"Every demo user's password: [bold]{password}[/bold] (demo only; set "
         "DATABOURSE_DEMO_PASSWORD to change it)"

@@ -22,6 +22,11 @@ from databourse.uow import Actor, UnitOfWork
 SESSION_COOKIE = "databourse_session"
 
 
+def action(name: str) -> dict[str, object]:
+    """Names the policy action an endpoint performs (listed in the OpenAPI document)."""
+    return {"x-action": name}
+
+
 async def get_ctx(request: Request) -> AppContext:
     """Async on purpose: it only reads app state, so it needs no worker-thread hop."""
     ctx: AppContext = request.app.state.ctx

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from databourse.api.deps import Caller, Cmd, Ctx, ReadSession
+from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.assets import schemas, services, uploads
 from databourse.assets.models import AssetStatus
 from databourse.auth.policy import authorize
@@ -14,10 +14,6 @@ from databourse.ledger import services as ledger
 from databourse.uow import Actor, UnitOfWork
 
 router = APIRouter(tags=["assets"])
-
-
-def action(name: str) -> dict[str, object]:
-    return {"x-action": name}
 
 
 @router.post(

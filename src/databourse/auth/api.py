@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from databourse.api.deps import SESSION_COOKIE, Caller, Cmd, Ctx, ReadSession
+from databourse.api.deps import SESSION_COOKIE, Caller, Cmd, Ctx, ReadSession, action
 from databourse.auth import schemas, services
 from databourse.auth.errors import InvalidToken
 from databourse.auth.policy import authorize
-from databourse.participants.api import action
 from databourse.uow import UnitOfWork
 
 router = APIRouter(tags=["auth"])

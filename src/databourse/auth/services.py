@@ -194,3 +194,11 @@ def apikey_state(key: ApiKey) -> dict[str, object]:
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
     }
+
+
+def principal_for_email(session: Session, email: str) -> Principal:
+    """The principal of an active user, for the exchange's console and its demo seed."""
+    user = session.scalar(select(User).where(User.email == email.lower()))
+    if user is None or not user.active:
+        raise InvalidToken(f"no active user {email}")
+    return _user_principal(session, user)

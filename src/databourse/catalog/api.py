@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from databourse.api.deps import Caller, Cmd, Ctx, ReadSession
+from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.auth.policy import authorize
 from databourse.catalog import schemas, services
 from databourse.catalog.models import ProductStatus
@@ -17,10 +17,6 @@ from databourse.uow import UnitOfWork
 
 router = APIRouter(tags=["catalog"])
 JSONLD = "application/ld+json"
-
-
-def action(name: str) -> dict[str, object]:
-    return {"x-action": name}
 
 
 @router.post(

@@ -7,16 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from databourse.api.deps import Caller, Cmd, Ctx, ReadSession
+from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.demands import matching, schemas, services
 from databourse.demands.models import DemandStatus
 from databourse.uow import UnitOfWork
 
 router = APIRouter(tags=["demands"])
-
-
-def action(name: str) -> dict[str, object]:
-    return {"x-action": name}
 
 
 class PostedOut(BaseModel):

@@ -13,11 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, get_principal
+from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action, get_principal
 from databourse.auth.policy import Principal, authorize
 from databourse.errors import NotFound, ValidationFailed
 from databourse.ledger import schemas, services
-from databourse.participants.api import action
 from databourse.uow import UnitOfWork
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])

@@ -6,18 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from databourse.api.deps import Caller, Cmd, PublicCmd, ReadSession
+from databourse.api.deps import Caller, Cmd, PublicCmd, ReadSession, action
 from databourse.errors import NotFound
 from databourse.participants import schemas, services
 from databourse.participants.models import OrgStatus, Role
 from databourse.uow import UnitOfWork
 
 router = APIRouter(tags=["participants"])
-
-
-def action(name: str) -> dict[str, object]:
-    """Names the policy action an endpoint performs (listed in the OpenAPI document)."""
-    return {"x-action": name}
 
 
 @router.post(
