@@ -117,3 +117,42 @@ def test_done_when_scenario(exchange: Exchange) -> None:
         r = buyer.get("/catalog/search", params={"q": "公交客流"})
         assert pid not in [h["id"] for h in r.json()["hits"]]
         assert buyer.get(f"/products/{pid}").status_code == 404
+
+
+def test_the_readme_examples_list_and_match(exchange: Exchange) -> None:
+    """The request bodies of README's walkthrough (examples/) stay valid."""
+    import json
+    from pathlib import Path
+
+    examples = Path(__file__).parents[2] / "examples"
+    merchant = quick_party(exchange, ["merchant"])
+    with merchant.client() as c:
+        r = c.post("/assets", json=json.loads((examples / "asset.json").read_text("utf-8")))
+        assert r.status_code == 201, r.text
+        asset_id = r.json()["id"]
+        assert c.post(f"/assets/{asset_id}/submit", json={}).status_code == 200
+    with exchange.as_demo("operator") as op:
+        assert op.post(f"/assets/{asset_id}/register", json={}).status_code == 200
+    with merchant.client() as c:
+        data = (examples / "metro-station-flow-gbk.csv").read_bytes()
+        r = upload(c, asset_id, data, "metro-station-flow-gbk.csv")
+        assert r.status_code == 201, r.text
+        assert r.json()["encoding"] == "gb18030"
+        body = json.loads((examples / "product.json").read_text("utf-8"))
+        body["asset_ids"] = [asset_id]
+        r = c.post("/products", json=body)
+        assert r.status_code == 201, r.text
+        pid = r.json()["id"]
+        assert c.post(f"/products/{pid}/submit", json={}).status_code == 200
+    with exchange.as_demo("operator") as op:
+        assert op.post(f"/products/{pid}/approve", json={}).status_code == 200
+    buyer = quick_party(exchange, ["buyer"])
+    with buyer.client() as c:
+        for q in ("地铁客流", "metro station entries"):
+            hits = c.get("/catalog/search", params={"q": q}).json()["hits"]
+            assert hits and hits[0]["id"] == pid, (q, hits)
+        demand = json.loads((examples / "demand.json").read_text("utf-8"))
+        matches = c.post("/demands", json=demand).json()["matches"]
+        assert matches[0]["product_id"] == pid
+    with exchange.as_demo("regulator") as reg:
+        assert reg.post(f"/products/{pid}/suspend", json={"reason": "test"}).status_code == 200
