@@ -366,8 +366,8 @@ def seed_supply(
         if exists:
             continue
         with UnitOfWork(sessions, Actor(me.kind, me.id, me.org_id)) as uow:
-            data = demand_schemas.DemandIn.model_validate(demand, strict=False)
-            d, matches = demands.post(uow, me, search, data)
+            wanted = demand_schemas.DemandIn.model_validate(demand, strict=False)
+            d, matches = demands.post(uow, me, search, wanted)
             uow.commit()
         created.append(f"demand {d.title!r} ({len(matches)} matches)")
     return created

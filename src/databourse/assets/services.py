@@ -206,7 +206,8 @@ def transition(
         asset.frozen_from = asset.status
         asset.status = AssetStatus.disputed
     elif action == "resolve":
-        asset.status = asset.frozen_from if outcome == "restore" else AssetStatus.cancelled
+        restored = asset.frozen_from or AssetStatus.registered
+        asset.status = restored if outcome == "restore" else AssetStatus.cancelled
         asset.frozen_from = None
     else:
         asset.status = step.target or asset.status

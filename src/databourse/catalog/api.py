@@ -200,6 +200,7 @@ def catalog_dcat(caller: Caller, ctx: Ctx, session: ReadSession) -> Any:
     """Every listed product as W3C DCAT 3 (JSON-LD), with its ODRL policy."""
     authorize(caller, "catalog.dcat")
     ctx.catalog.refresh(session)
-    return JSONResponse(
-        services.dcat_document(ctx, list(ctx.catalog.facts.values())), media_type=JSONLD
+    doc = services.dcat_document(
+        ctx.settings.public_url, ctx.settings.exchange_name, list(ctx.catalog.facts.values())
     )
+    return JSONResponse(doc, media_type=JSONLD)

@@ -55,7 +55,7 @@ class CatalogSearch:
         # The watermark is read first: a change committed after it is applied again by the
         # next catch-up, which is harmless (upserts are idempotent); the other order could
         # miss one.
-        mark = session.scalar(select(func.coalesce(func.max(LedgerEntry.seq), -1)))
+        mark: int | None = session.scalar(select(func.max(LedgerEntry.seq)))
         ids = list(
             session.scalars(
                 select(Product.id)
@@ -65,7 +65,7 @@ class CatalogSearch:
         )
         for start in range(0, len(ids), BATCH):
             self._apply(session, ids[start : start + BATCH])
-        self.watermark = int(mark)
+        self.watermark = -1 if mark is None else int(mark)
 
     def _catch_up(self, session: Session) -> None:
         rows = session.execute(
