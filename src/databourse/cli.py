@@ -44,6 +44,15 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(receipt_app, name="receipt")
 app.add_typer(witness_app, name="witness")
 
+from databourse.assets.cli import asset_app  # noqa: E402
+from databourse.catalog.cli import catalog_app, product_app  # noqa: E402
+from databourse.demands.cli import demand_app  # noqa: E402
+
+app.add_typer(asset_app, name="asset")
+app.add_typer(product_app, name="product")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(demand_app, name="demand")
+
 console = Console()
 err = Console(stderr=True)
 

@@ -364,3 +364,29 @@ def test_shapes_reject_a_broken_document(break_it: Any, path: str | None) -> Non
     assert not conforms
     if path is not None:
         assert path in paths, paths
+
+
+def test_policies_from_the_policy_module_embed_with_their_own_context() -> None:
+    """A real ODRL offer (context: the ODRL URL plus an inline dict) nests and validates."""
+    from databourse.catalog import policy as pol
+
+    offer = pol.to_odrl(
+        pol.UsagePolicy.model_validate(
+            {"purposes": ["research"], "term_days": 30, "territories": ["CN"]}
+        ),
+        uid="https://exchange.example/p/policy",
+        assigner="https://exchange.example/org",
+        target="https://exchange.example/p",
+    )
+    assert isinstance(offer["@context"], list)
+    item = listing("p-real", "dataset")
+    doc = to_dcat(META, [item], "https://exchange.example", {item.id: offer})
+    g = Graph().parse(data=json.dumps(doc), format="json-ld")
+    conforms, _, report = pyshacl.validate(
+        g,
+        shacl_graph=Graph().parse(data=shapes_file().read_text(encoding="utf-8"), format="turtle"),
+        inference="none",
+    )
+    assert conforms, report
+    odrl = "http://www.w3.org/ns/odrl/2/"
+    assert (None, URIRef(odrl + "permission"), None) in g

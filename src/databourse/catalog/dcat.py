@@ -326,7 +326,7 @@ def _policy(policy: dict[str, Any]) -> dict[str, Any]:
     parts = original if isinstance(original, list) else [original]
     context: dict[str, Any] = dict(ODRL_CONTEXT)
     for part in parts:
-        if part is None or part in ODRL_CONTEXT_URLS:
+        if part is None or (isinstance(part, str) and part in ODRL_CONTEXT_URLS):
             continue
         if isinstance(part, dict):
             context.update(part)
