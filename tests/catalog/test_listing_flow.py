@@ -34,7 +34,9 @@ def register_asset(ex: Exchange, merchant: Party, **over: object) -> str:
     return str(asset_id)
 
 
-def upload(c: httpx.Client, asset_id: str, data: bytes, name: str = "ridership.csv") -> httpx.Response:
+def upload(
+    c: httpx.Client, asset_id: str, data: bytes, name: str = "ridership.csv"
+) -> httpx.Response:
     return c.post(f"/assets/{asset_id}/files", files={"file": (name, data, "text/csv")})
 
 
