@@ -318,7 +318,7 @@ def generate_queries(n: int, seed: int = 20262) -> list[SearchQuery]:
                 offset=offset,
                 limit=20,
                 facets=rng.random() < 0.5,
-                **filters,  # type: ignore[arg-type]
+                **filters,
             )
         )
     return out

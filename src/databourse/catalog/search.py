@@ -10,11 +10,12 @@ query is analysed by the same function, so index and query always agree. A query
 should-clause of term queries (never the query parser: user text cannot raise), weighted by
 field, and must match at least one term.
 
-Facets are tantivy aggregations over the whole filtered result set. A dimension that is
-filtered is counted *without its own filter* (one extra aggregation per filtered
-dimension), so a buyer who picked ``kind=api`` still sees how many datasets would match.
-Non-relevance sorts read one text fast field per order whose value is the sort value
-followed by the product id, so ties are broken by id and pagination is stable.
+Facets are exact tantivy terms aggregations over fast columns, counted over the whole
+filtered result set, never only the page. A filtered dimension is counted *without its own
+filter* (one more aggregation per filtered dimension), so a buyer who picked ``kind=api``
+still sees how many datasets would match. Non-relevance sorts order on one text fast field
+per sort, holding the sort value followed by the product id; relevance orders equal scores
+by id too. Either way ties are broken by id and pages concatenate to the full list.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from databourse.catalog.text import analyze, analyzed
 
 SORTS = ("relevance", "newest", "price_asc", "price_desc", "title")
 MAX_LIMIT = 100
-MAX_WINDOW = 10_000  # offset + limit: deeper pages cost more than any buyer needs
-MAX_TERMS = 32  # analysed query terms kept; a pasted paragraph must not cost 100 ms
+MAX_OFFSET = 10_000  # deeper pages cost more than any buyer needs
+MAX_TEXT = 2_000  # characters of query text analysed (a demand's text can be long)
+MAX_TERMS = 32  # distinct analysed terms kept: each adds a clause per text field
 FACET_SIZE = 100  # values returned per terms facet (merchants can be many)
 # Price bands in fen over ListingFacts.min_price_fen: (key, from inclusive, to exclusive).
 PRICE_BANDS: tuple[tuple[str, int | None, int | None], ...] = (
@@ -110,6 +112,9 @@ def _schema() -> tantivy.Schema:
     sb.add_boolean_field("has_sample", indexed=True, fast=True)
     sb.add_unsigned_field("price", indexed=True, fast=True)
     sb.add_text_field("price_band", fast=True, tokenizer_name="raw", index_option="basic")
+    # Merchants are counted by number: a u64 column counts thousands of distinct values
+    # across segments several times faster than a text one.
+    sb.add_unsigned_field("merchant_no", fast=True)
     for name in _SORT_FIELD.values():
         sb.add_text_field(name, fast=True, tokenizer_name="raw", index_option="basic")
     return sb.build()
@@ -150,7 +155,7 @@ def index_text(doc: ListingFacts) -> dict[str, str]:
     }
 
 
-def _document(doc: ListingFacts) -> tantivy.Document:
+def _document(doc: ListingFacts, merchant_no: int) -> tantivy.Document:
     out = tantivy.Document(
         id=doc.id,
         kind=doc.kind,
@@ -166,6 +171,7 @@ def _document(doc: ListingFacts) -> tantivy.Document:
     )
     out.add_unsigned("id_key", _id_key(doc.id))  # keyword arguments would make them i64
     out.add_unsigned("price", max(doc.min_price_fen, 0))
+    out.add_unsigned("merchant_no", merchant_no)
     return out
 
 
@@ -182,8 +188,8 @@ def _check(q: SearchQuery) -> None:
         raise InvalidQuery(f"sort must be one of {', '.join(SORTS)}")
     if not 0 <= q.limit <= MAX_LIMIT:
         raise InvalidQuery(f"limit must be between 0 and {MAX_LIMIT}")
-    if q.offset < 0 or q.offset + q.limit > MAX_WINDOW:
-        raise InvalidQuery(f"offset must be at least 0 and offset + limit at most {MAX_WINDOW}")
+    if not 0 <= q.offset <= MAX_OFFSET:
+        raise InvalidQuery(f"offset must be between 0 and {MAX_OFFSET}")
     for bound in (q.price_min_fen, q.price_max_fen):
         if bound is not None and bound < 0:
             raise InvalidQuery("price bounds cannot be negative")
@@ -199,8 +205,13 @@ class CatalogIndex:
             _TOKENIZER, tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
         )
         self._lock = threading.Lock()
+        # A budget, allocated as used: a 100,000-listing build fits one segment, and
+        # facets count fastest over few segments.
         self._writer = self._index.writer(heap_size=256_000_000, num_threads=1)
         self._applied_seq = 0
+        self._merchants: list[str] = []  # merchant_no -> org id
+        self._merchant_no: dict[str, int] = {}
+        self._names_lock = threading.Lock()
 
     # --- writes -------------------------------------------------------------------------
 
@@ -215,7 +226,7 @@ class CatalogIndex:
 
     def upsert(self, docs: Iterable[ListingFacts]) -> None:
         """Add or replace products by id, visible to the next search (one commit per call)."""
-        prepared = [(d.id, _document(d)) for d in docs]  # analyse outside the lock
+        prepared = [(d.id, self._prepare(d)) for d in docs]  # analyse outside the lock
         if prepared:
             self._write(prepared, ())
 
@@ -227,8 +238,17 @@ class CatalogIndex:
 
     def replace_all(self, docs: Iterable[ListingFacts]) -> None:
         """Rebuild from scratch in one commit: searches see the old or the new catalog."""
-        prepared = [(d.id, _document(d)) for d in docs]
+        prepared = [(d.id, self._prepare(d)) for d in docs]
         self._write(prepared, (), clear=True)
+
+    def _prepare(self, doc: ListingFacts) -> tantivy.Document:
+        number = self._merchant_no.get(doc.org_id)
+        if number is None:
+            with self._names_lock:  # numbers are never reused, so old snapshots stay right
+                number = self._merchant_no.setdefault(doc.org_id, len(self._merchants))
+                if number == len(self._merchants):
+                    self._merchants.append(doc.org_id)
+        return _document(doc, number)
 
     def _write(
         self,
@@ -260,7 +280,7 @@ class CatalogIndex:
         """Matching products in the requested order, with the total and facet counts."""
         _check(q)
         searcher = self._index.searcher()  # one snapshot for hits, total and facets
-        terms = list(dict.fromkeys(analyze(q.text)))[:MAX_TERMS]
+        terms = list(dict.fromkeys(analyze(q.text[:MAX_TEXT])))[:MAX_TERMS]
         text: Query | None = None
         if terms:
             text = self._text_query(terms)
@@ -322,13 +342,13 @@ class CatalogIndex:
         from the fetched hits sorted by (score desc, id).
         """
         end = offset + limit
-        fetch = end + 1
+        fetch = 2 * end + 64  # slack: a wider first fetch costs little, a second search more
         while True:
             res = searcher.search(query, limit=fetch, count=True)
             found = res.hits
             if limit == 0 or len(found) < fetch or found[-1][0] < found[end - 1][0]:
                 break
-            fetch *= 4  # the last fetched hit ties the page's last: there may be more
+            fetch *= 8  # the last fetched hit ties the page's last: there may be more
         if limit == 0 or len(found) <= offset:
             return _total(res), ()
         top, bottom = found[offset][0], found[min(end, len(found)) - 1][0]
@@ -374,7 +394,7 @@ class CatalogIndex:
         for query, aggs in runs:
             result = searcher.aggregate(query, aggs)
             for name in aggs:
-                counts[name] = _buckets(name, result.get(name, {"buckets": []}))
+                counts[name] = _buckets(name, result.get(name, {"buckets": []}), self._merchants)
         return {name: counts[name] for name in FACETS}
 
 
@@ -419,14 +439,19 @@ def _id_order(
 
 
 def _agg(name: str) -> dict[str, Any]:
-    # A band is stored per document: a terms count is cheaper than a range aggregation.
-    # segment_size above any segment's distinct values keeps the counts exact.
-    return {"terms": {"field": name, "size": FACET_SIZE, "segment_size": 65_536}}
+    # A price band is stored per document: a terms count is cheaper than a range one.
+    # segment_size above any segment's distinct values keeps the counts exact (tantivy
+    # would otherwise merge each segment's top values only).
+    field = "merchant_no" if name == "merchant" else name
+    return {"terms": {"field": field, "size": FACET_SIZE, "segment_size": 65_536}}
 
 
-def _buckets(name: str, result: dict[str, Any]) -> dict[str, int]:
+def _buckets(name: str, result: dict[str, Any], merchants: list[str]) -> dict[str, int]:
     """Value -> count, largest first (ties by value); every price band, even empty."""
-    counts = {str(b.get("key_as_string", b["key"])): int(b["doc_count"]) for b in result["buckets"]}
+    counts: dict[str, int] = {}
+    for b in result["buckets"]:
+        key = merchants[b["key"]] if name == "merchant" else str(b.get("key_as_string", b["key"]))
+        counts[key] = int(b["doc_count"])
     if name == "price_band":
         return {key: counts.get(key, 0) for key, _, _ in PRICE_BANDS}
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
