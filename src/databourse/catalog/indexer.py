@@ -63,8 +63,12 @@ class CatalogSearch:
                 .order_by(Product.id)
             )
         )
+        shown: list[ListingFacts] = []
         for start in range(0, len(ids), BATCH):
-            self._apply(session, ids[start : start + BATCH])
+            facts = services.listing_facts(session, ids[start : start + BATCH])
+            shown.extend(f for f in facts.values() if f is not None)
+        self.index.replace_all(shown)  # one commit, one segment: cheaper facets than batches
+        self.facts = {f.id: f for f in shown}
         self.watermark = -1 if mark is None else int(mark)
 
     def _catch_up(self, session: Session) -> None:

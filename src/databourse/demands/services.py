@@ -70,7 +70,7 @@ def candidates(session: Session, search: CatalogSearch, demand: DemandFacts) -> 
     """Listed products worth scoring for a demand: the index's best text matches."""
     text = " ".join([demand.title, demand.need, demand.scenario, *demand.required_fields])
     result = search.search(
-        session, SearchQuery(text=text, kinds=tuple(demand.kinds), limit=CANDIDATES)
+        session, SearchQuery(text=text, kinds=tuple(demand.kinds), limit=CANDIDATES, facets=False)
     )
     return [search.facts[h.id] for h in result.hits if h.id in search.facts]
 
