@@ -139,6 +139,7 @@ def upload_file(
         source=file.file,
         encoding=encoding,
         schema_changed=schema_changed,
+        settings=ctx.settings,
     )
     return schemas.FileOut.model_validate(row)
 

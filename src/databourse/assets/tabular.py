@@ -428,7 +428,8 @@ def parquet_table(f: BinaryIO, max_columns: int, max_decoded: int) -> Table:
         decoded = count = 0
         try:
             for batch in pf.iter_batches(batch_rows):
-                decoded += batch.nbytes  # the metadata may lie: count what really comes out
+                # the metadata may lie: count what really comes out, dictionaries expanded
+                decoded += sum(_decoded_nbytes(c) for c in batch.columns)
                 _check_decoded(decoded, max_decoded)
                 count += batch.num_rows
                 yield [as_text(c, n) for c, n in zip(batch.columns, schema.names, strict=True)]
@@ -448,6 +449,23 @@ def _batch_rows(decoded: int, rows: int) -> int:
     """Rows per batch: large batches decode faster, wide rows need smaller ones."""
     per_row = max(1, decoded // max(rows, 1))
     return max(1024, min(PARQUET_BATCH_ROWS, PARQUET_BATCH_BYTES // per_row))
+
+
+def _decoded_nbytes(arr: pa.Array) -> int:
+    """Bytes a column takes once decoded; a dictionary column counts every repeat of its
+    values (computed from the value lengths, without materialising them)."""
+    if not pa.types.is_dictionary(arr.type):
+        return int(arr.nbytes)
+    values = arr.dictionary
+    if (
+        pa.types.is_string(values.type)
+        or pa.types.is_binary(values.type)
+        or (pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type))
+    ):
+        lengths = pc.binary_length(values).take(arr.indices)
+        return int(pc.sum(lengths).as_py() or 0) + int(arr.indices.nbytes)
+    width = max(values.type.bit_width // 8, 1) if hasattr(values.type, "bit_width") else 8
+    return len(arr) * width + int(arr.indices.nbytes)
 
 
 def _check_decoded(size: int, limit: int) -> None:

@@ -22,7 +22,7 @@ from databourse.assets.store import ObjectStore
 from databourse.auth.policy import Principal, authorize
 from databourse.db import new_id
 from databourse.errors import NotFound
-from databourse.settings import get_settings
+from databourse.settings import Settings, get_settings
 from databourse.uow import Actor, UnitOfWork
 
 #: An asset whose files may change: not while frozen by a dispute, never once cancelled.
@@ -90,12 +90,17 @@ def upload(
     source: BinaryIO,
     encoding: str | None = None,
     schema_changed: bool = False,
+    settings: Settings | None = None,
 ) -> DataFile:
-    """Receive, validate and register a new version of the asset's data file."""
+    """Receive, validate and register a new version of the asset's data file.
+
+    ``settings`` are the exchange's own (its upload limits); the process environment's
+    when omitted.
+    """
     with sessions() as s:
         _check_asset(s.get(DataAsset, asset_id), principal, asset_id)
     fmt = ingest.format_of(filename)
-    limits = ingest.IngestLimits.from_settings(get_settings())
+    limits = ingest.IngestLimits.from_settings(settings or get_settings())
     temp_key, facts = ingest.ingest(store, source, fmt, limits, encoding=encoding)
     file_id = new_id("fil")
     key = f"assets/{asset_id}/{file_id}.{fmt}"

@@ -322,12 +322,13 @@ def transition(
 
 
 def get(session: Session, principal: Principal, product_id: str) -> Product:
-    """Listed products are visible to every member; others only to their merchant and the
-    exchange's staff (a product in any other state reads as not found)."""
+    """Listed products are visible to every member while buyers may see them (``visible``:
+    merchant admitted, no asset frozen); others only to their merchant and the exchange's
+    staff (to anyone else they read as not found)."""
     product = session.get(Product, product_id)
     if product is None:
         raise NotFound(f"product {product_id} not found")
-    if product.status == ProductStatus.listed:
+    if product.status == ProductStatus.listed and _shown(session, product):
         authorize(principal, "catalog.read")
         return product
     try:
@@ -335,6 +336,19 @@ def get(session: Session, principal: Principal, product_id: str) -> Product:
     except Forbidden:
         raise NotFound(f"product {product_id} not found") from None  # not even its existence
     return product
+
+
+def _shown(session: Session, product: Product) -> bool:
+    """Whether buyers may see a listed product now (see ``visible``)."""
+    org_status = session.scalar(
+        select(Organisation.status).where(Organisation.id == product.org_id)
+    )
+    asset_statuses = session.scalars(
+        select(DataAsset.status)
+        .join(ProductAsset, ProductAsset.asset_id == DataAsset.id)
+        .where(ProductAsset.product_id == product.id)
+    )
+    return visible(product, org_status or "", list(asset_statuses))
 
 
 def list_products(
