@@ -51,6 +51,15 @@ def demo_client(ex: Exchange, key: str) -> httpx.Client:
     return ex.client(token)
 
 
+class Demo:
+    """A demo organisation as a party of a test: for checks that must not touch a fresh one
+    (another merchant, an onlooking buyer), at no cost."""
+
+    def __init__(self, ex: Exchange, key: str) -> None:
+        self.id = ex.world[key]
+        self.c = demo_client(ex, key)
+
+
 class Staff:
     """The exchange's operator and a regulator, as clients."""
 
@@ -448,7 +457,7 @@ def test_another_merchant_can_neither_read_nor_change_my_asset(
 ) -> None:
     mine = registered_asset(merchant.c, staff.op)
     ok(upload(merchant.c, mine, gbk_csv()), 201)
-    other = Member(exchange, ["merchant"]).c
+    other = Demo(exchange, "merchant_b").c
     for r in (
         other.get(f"/assets/{mine}"),
         other.patch(f"/assets/{mine}", json={"title": "hijacked", "reason": "mine now"}),
@@ -468,7 +477,7 @@ def test_another_merchant_can_neither_read_nor_change_my_asset(
 
 
 def test_a_buyer_cannot_create_or_read_assets(exchange: Exchange, merchant: Member) -> None:
-    buyer = Member(exchange, ["buyer"]).c
+    buyer = Demo(exchange, "buyer_b").c
     refused(buyer.post("/assets", json=factories.asset()), 403, "forbidden")
     refused(buyer.get(f"/assets/{create_asset(merchant.c)}"), 403, "forbidden")
     refused(buyer.get("/assets"), 403, "forbidden")

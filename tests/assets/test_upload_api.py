@@ -26,7 +26,7 @@ from databourse.assets.models import DataFile
 from databourse.assets.store import TEMP_PREFIX
 from databourse.ledger.merkle import ProofError
 from databourse.ledger.models import LedgerEntry
-from tests.assets.test_asset_api import COLUMNS, Member, create_asset, ok, refused
+from tests.assets.test_asset_api import COLUMNS, Demo, Member, create_asset, ok, refused
 from tests.catalog.test_listing_flow import ROWS, gbk_csv, upload
 from tests.conftest import Exchange, make_settings, serve_in_thread
 
@@ -365,7 +365,7 @@ def test_a_chunk_of_rows_is_proven_against_the_registered_root(
             verify_chunk(bad_rows, index, count, proof, root)
 
     refused(m.get(f"/files/{f['id']}/chunks/{count}"), 404, "not-found")
-    other = Member(exchange, ["merchant"]).c
+    other = Demo(exchange, "merchant_b").c
     refused(other.get(f"/files/{f['id']}/chunks/0"), 404, "not-found")
-    buyer = Member(exchange, ["buyer"]).c
+    buyer = Demo(exchange, "buyer_b").c
     refused(buyer.get(f"/files/{f['id']}/chunks/0"), 403, "forbidden")

@@ -20,6 +20,7 @@ from rdflib.namespace import RDF
 from databourse.catalog.dcat import shapes_file
 from tests import factories
 from tests.assets.test_asset_api import (
+    Demo,
     Member,
     Staff,
     list_product,
@@ -172,8 +173,8 @@ def staff(exchange: Exchange) -> Iterator[Staff]:
 
 
 @pytest.fixture(scope="module")
-def buyer(exchange: Exchange) -> Member:
-    return Member(exchange, ["buyer"])
+def buyer(exchange: Exchange) -> Demo:
+    return Demo(exchange, "buyer_b")
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +226,13 @@ QUERIES = [
 
 @pytest.mark.parametrize(("q", "top"), QUERIES)
 def test_each_query_ranks_its_product_first(
-    q: str, top: str, labelled: Labelled, buyer: Member
+    q: str, top: str, labelled: Labelled, buyer: Demo
 ) -> None:
     found = mine(search(buyer.c, q=q), labelled)
     assert found and found[0] == top, (q, found)
 
 
-def test_hits_describe_the_listing(labelled: Labelled, buyer: Member) -> None:
+def test_hits_describe_the_listing(labelled: Labelled, buyer: Demo) -> None:
     result = search(buyer.c, q="水稻遥感")
     hit = next(h for h in result["hits"] if h["id"] == labelled.ids["rice"])
     assert (hit["kind"], hit["industry"], hit["merchant"]) == (
@@ -247,7 +248,7 @@ def test_hits_describe_the_listing(labelled: Labelled, buyer: Member) -> None:
 # ---------------------------------------------------------------- filters, facets, order
 
 
-def test_filters_keep_only_matching_products(labelled: Labelled, buyer: Member) -> None:
+def test_filters_keep_only_matching_products(labelled: Labelled, buyer: Demo) -> None:
     own = {"merchant": labelled.merchant.id}
     assert sorted(mine(search(buyer.c, **own), labelled)) == sorted(PRICES)
     assert sorted(mine(search(buyer.c, kind="api", **own), labelled)) == ["credit", "idv"]
@@ -267,7 +268,7 @@ def test_filters_keep_only_matching_products(labelled: Labelled, buyer: Member) 
     refused(buyer.c.get("/catalog/search", params={"limit": 101}), 422, "validation")
 
 
-def test_facets_count_the_filtered_result(labelled: Labelled, buyer: Member) -> None:
+def test_facets_count_the_filtered_result(labelled: Labelled, buyer: Demo) -> None:
     own = {"merchant": labelled.merchant.id}
     facets = search(buyer.c, **own)["facets"]
     assert facets["kind"] == {"dataset": 4, "api": 2, "compute": 2}
@@ -289,7 +290,7 @@ def test_facets_count_the_filtered_result(labelled: Labelled, buyer: Member) -> 
     assert facets["price_band"]["10k_100k"] == 1
 
 
-def test_sort_by_price_and_paginate(labelled: Labelled, buyer: Member) -> None:
+def test_sort_by_price_and_paginate(labelled: Labelled, buyer: Demo) -> None:
     own = {"merchant": labelled.merchant.id}
     cheapest_first = sorted(PRICES, key=lambda k: PRICES[k])
     asc = search(buyer.c, sort="price_asc", **own)
@@ -311,9 +312,7 @@ def _found(c: httpx.Client, q: str, pid: str) -> bool:
     return pid in [h["id"] for h in search(c, q=q)["hits"]]
 
 
-def test_a_suspended_product_leaves_search_at_once(
-    side: Member, staff: Staff, buyer: Member
-) -> None:
+def test_a_suspended_product_leaves_search_at_once(side: Member, staff: Staff, buyer: Demo) -> None:
     m = side.c
     _, pid = listed_dataset(m, staff.op, title="珊瑚礁白化监测 coral reef bleaching")
     assert _found(buyer.c, "珊瑚礁", pid)
@@ -327,7 +326,7 @@ def test_a_suspended_product_leaves_search_at_once(
 
 
 def test_the_products_of_a_suspended_merchant_leave_search_at_once(
-    exchange: Exchange, staff: Staff, buyer: Member
+    exchange: Exchange, staff: Staff, buyer: Demo
 ) -> None:
     merchant = Member(exchange, ["merchant"])
     _, pid = listed_dataset(merchant.c, staff.op, title="冰川消融观测 glacier melt")
@@ -342,7 +341,7 @@ def test_the_products_of_a_suspended_merchant_leave_search_at_once(
 
 
 def test_a_disputed_asset_takes_its_product_out_of_search(
-    side: Member, staff: Staff, buyer: Member
+    side: Member, staff: Staff, buyer: Demo
 ) -> None:
     asset_id, pid = listed_dataset(side.c, staff.op, title="火山口地热 volcanic heat")
     assert _found(buyer.c, "火山口", pid)
@@ -357,7 +356,7 @@ def test_a_disputed_asset_takes_its_product_out_of_search(
 
 
 def test_the_dcat_export_conforms_to_the_shapes(
-    labelled: Labelled, side: Member, staff: Staff, buyer: Member
+    labelled: Labelled, side: Member, staff: Staff, buyer: Demo
 ) -> None:
     _, delisted = listed_dataset(side.c, staff.op, title="已下架 delisted")
     ok(side.c.post(f"/products/{delisted}/delist", json={}))

@@ -15,6 +15,7 @@ from tests import factories
 from tests.assets.test_asset_api import (
     ALL,
     COLUMNS,
+    Demo,
     Member,
     Staff,
     create_asset,
@@ -144,14 +145,14 @@ def merchant(exchange: Exchange) -> Member:
 
 
 @pytest.fixture(scope="module")
-def buyer(exchange: Exchange) -> Member:
-    return Member(exchange, ["buyer"])
+def buyer(exchange: Exchange) -> Demo:
+    return Demo(exchange, "buyer_b")
 
 
 @pytest.fixture(scope="module")
-def other(exchange: Exchange) -> Member:
+def other(exchange: Exchange) -> Demo:
     """Another merchant."""
-    return Member(exchange, ["merchant"])
+    return Demo(exchange, "merchant_b")
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +375,7 @@ def test_reject_then_edit_and_resubmit_then_approve(
 
 
 def test_delist_suspend_reinstate_and_relisting_makes_a_new_version(
-    merchant: Member, staff: Staff, buyer: Member, asset_id: str
+    merchant: Member, staff: Staff, buyer: Demo, asset_id: str
 ) -> None:
     m, op, reg = merchant.c, staff.op, staff.reg
     pid = list_product(m, op, factories.product([asset_id], COLUMNS))
@@ -405,7 +406,7 @@ def test_delist_suspend_reinstate_and_relisting_makes_a_new_version(
 
 
 def test_a_product_cannot_use_another_merchants_or_an_unregistered_asset(
-    merchant: Member, other: Member, buyer: Member, asset_id: str
+    merchant: Member, other: Demo, buyer: Demo, asset_id: str
 ) -> None:
     refused(
         other.c.post("/products", json=factories.product([asset_id], COLUMNS)), 404, "not-found"
@@ -420,7 +421,7 @@ def test_a_product_cannot_use_another_merchants_or_an_unregistered_asset(
 
 
 def test_only_listed_products_are_visible_to_members(
-    exchange: Exchange, merchant: Member, other: Member, staff: Staff, buyer: Member, asset_id: str
+    exchange: Exchange, merchant: Member, other: Demo, staff: Staff, buyer: Demo, asset_id: str
 ) -> None:
     m, o = merchant.c, other.c
     pid = ok(m.post("/products", json=factories.product([asset_id], COLUMNS)), 201)["id"]
@@ -438,12 +439,12 @@ def test_only_listed_products_are_visible_to_members(
         assert ok(client.get(f"/products/{pid}"))["id"] == pid
     assert pid not in [p["id"] for p in ok(o.get("/products", params=ALL))]
     refused(buyer.c.get("/products"), 403, "forbidden")
-    applicant = Member(exchange, ["buyer"], status="applied").c
+    applicant = Demo(exchange, "applicant").c  # applied, not admitted
     refused(applicant.get(f"/products/{pid}"), 403, "organisation-inactive")
 
 
 def test_the_policy_is_an_odrl_offer_in_json_ld(
-    merchant: Member, staff: Staff, buyer: Member, asset_id: str
+    merchant: Member, staff: Staff, buyer: Demo, asset_id: str
 ) -> None:
     pid = list_product(merchant.c, staff.op, api_product([asset_id]))
     r = buyer.c.get(f"/products/{pid}/policy")

@@ -11,6 +11,7 @@ import pytest
 
 from tests import factories
 from tests.assets.test_asset_api import (
+    Demo,
     Member,
     Staff,
     list_product,
@@ -107,9 +108,9 @@ def buyer(exchange: Exchange) -> Member:
 
 
 @pytest.fixture(scope="module")
-def other(exchange: Exchange) -> Member:
+def other(exchange: Exchange) -> Demo:
     """Another buyer."""
-    return Member(exchange, ["buyer"])
+    return Demo(exchange, "buyer_b")
 
 
 def post(buyer: httpx.Client, **over: Any) -> dict[str, Any]:
@@ -232,7 +233,7 @@ def test_a_product_listed_after_the_demand_notifies_its_buyer(
 # ---------------------------------------------------------------- the demand's life
 
 
-def test_close_and_withdraw(supply: Supply, buyer: Member, other: Member) -> None:
+def test_close_and_withdraw(supply: Supply, buyer: Member, other: Demo) -> None:
     merchant = supply.merchant.c
     closing = post(buyer.c)["demand"]["id"]
     withdrawing = post(buyer.c)["demand"]["id"]
@@ -258,7 +259,7 @@ def test_close_and_withdraw(supply: Supply, buyer: Member, other: Member) -> Non
 
 
 def test_only_the_buyer_and_the_operator_read_a_demands_matches(
-    supply: Supply, buyer: Member, other: Member, staff: Staff
+    supply: Supply, buyer: Member, other: Demo, staff: Staff
 ) -> None:
     demand = post(buyer.c)["demand"]["id"]
     assert supply.throughput in product_ids(ok(buyer.c.get(f"/demands/{demand}/matches")))
