@@ -138,7 +138,7 @@ def merchant(exchange: Exchange) -> Member:
 
 
 def _in_state(m: httpx.Client, staff: Staff, state: str) -> str:
-    """A new asset of ``merchant`` brought to ``state`` by the allowed steps."""
+    """A new asset of the merchant ``m``, brought to ``state`` by allowed steps."""
     op = staff.op
     if state in ("registered", "amended", "disputed"):
         asset_id = registered_asset(m, op)
@@ -352,11 +352,11 @@ def test_holding_right_is_required(merchant: Member) -> None:
     assert body["field"] == "rights"
 
 
-@pytest.mark.parametrize(("ends_on", "status"), [("2023-12-31", 422), ("2024-01-01", 422)])
-def test_a_right_must_end_after_it_starts(ends_on: str, status: int, merchant: Member) -> None:
+@pytest.mark.parametrize("ends_on", ["2023-12-31", "2024-01-01"])
+def test_a_right_must_end_after_it_starts(ends_on: str, merchant: Member) -> None:
     rights = [{"right": "holding", "scope": "all", "starts_on": "2024-01-01", "ends_on": ends_on}]
     problem = refused(
-        merchant.c.post("/assets", json=factories.asset(rights=rights)), status, "validation"
+        merchant.c.post("/assets", json=factories.asset(rights=rights)), 422, "validation"
     )
     assert "end after it starts" in problem["detail"]
     rights[0]["ends_on"] = "2024-01-02"
