@@ -25,7 +25,9 @@ router = APIRouter(tags=["assets"])
 def create_asset(body: schemas.AssetIn, caller: Caller, cmd: Cmd) -> object:
     """Draft the registration of a data asset: source, rights, grade and personal data."""
     return cmd.run(
-        lambda uow: schemas.AssetOut.model_validate(services.create(uow, caller, body)),
+        lambda uow: schemas.AssetOut.model_validate(
+            services.create(uow, caller, body, cmd.ctx.settings.general_sub_grades)
+        ),
         body,
         status_code=201,
     )
@@ -56,7 +58,9 @@ def get_asset(asset_id: str, caller: Caller, session: ReadSession) -> object:
 def update_asset(asset_id: str, body: schemas.AssetPatch, caller: Caller, cmd: Cmd) -> object:
     """Edit a draft; on a registered asset, an amendment (a new certificate is issued)."""
     return cmd.run(
-        lambda uow: schemas.AssetOut.model_validate(services.update(uow, caller, asset_id, body)),
+        lambda uow: schemas.AssetOut.model_validate(
+            services.update(uow, caller, asset_id, body, cmd.ctx.settings.general_sub_grades)
+        ),
         body,
     )
 
@@ -65,7 +69,14 @@ def _add_step_route(step: str) -> None:
     def handler(asset_id: str, body: schemas.DecisionIn, caller: Caller, cmd: Cmd) -> object:
         return cmd.run(
             lambda uow: schemas.AssetOut.model_validate(
-                services.transition(uow, caller, asset_id, step, body.reason)
+                services.transition(
+                    uow,
+                    caller,
+                    asset_id,
+                    step,
+                    body.reason,
+                    sub_grades=cmd.ctx.settings.general_sub_grades,
+                )
             ),
             body,
         )

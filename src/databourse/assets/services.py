@@ -7,9 +7,10 @@ entry that registered (or last amended) the asset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from databourse.assets import schemas
@@ -61,14 +62,18 @@ def _record(uow: UnitOfWork, kind: str, asset: DataAsset, **body: Any) -> None:
     uow.record(kind, asset.id, body, asset_state(asset), (asset.org_id,))
 
 
-def _check_content(asset: DataAsset) -> None:
-    """The rules a registration must satisfy (BRIEF §3, §6): checked on save and on submit."""
+def _check_content(asset: DataAsset, sub_grades: int | None) -> None:
+    """The rules a registration must satisfy (BRIEF §3, §6): checked on save and on submit.
+
+    ``sub_grades`` is the exchange's scale of general data's sub-grades (its settings);
+    the process environment's when not given.
+    """
     if asset.grade == Grade.core:
         raise CoreDataRefused(
             "core data (核心数据) may never be registered for trading (DSL art. 21)",
             grade=asset.grade,
         )
-    scale = get_settings().general_sub_grades
+    scale = sub_grades or get_settings().general_sub_grades
     if asset.sub_grade is not None:
         if asset.grade != Grade.general:
             raise ValidationFailed("only general data has a sub-grade", field="sub_grade")
@@ -123,7 +128,9 @@ def _load_checked(uow: UnitOfWork, principal: Principal, action: str, asset_id: 
     return asset
 
 
-def create(uow: UnitOfWork, principal: Principal, data: schemas.AssetIn) -> DataAsset:
+def create(
+    uow: UnitOfWork, principal: Principal, data: schemas.AssetIn, sub_grades: int | None = None
+) -> DataAsset:
     """A merchant drafts the registration of an asset it holds."""
     authorize(principal, "asset.create", principal.org_id)
     asset = DataAsset(
@@ -142,14 +149,18 @@ def create(uow: UnitOfWork, principal: Principal, data: schemas.AssetIn) -> Data
         status=AssetStatus.draft,
         revision=1,
     )
-    _check_content(asset)
+    _check_content(asset, sub_grades)
     uow.session.add(asset)
     _record(uow, "asset.drafted", asset)
     return asset
 
 
 def update(
-    uow: UnitOfWork, principal: Principal, asset_id: str, patch: schemas.AssetPatch
+    uow: UnitOfWork,
+    principal: Principal,
+    asset_id: str,
+    patch: schemas.AssetPatch,
+    sub_grades: int | None = None,
 ) -> DataAsset:
     """Edit a draft, or amend a registered asset (which issues a new certificate)."""
     asset = _load_checked(uow, principal, "asset.update", asset_id)
@@ -169,7 +180,7 @@ def update(
         if value is None and name not in ("sub_grade", "pi_consent_basis"):
             raise ValidationFailed(f"{name} cannot be removed", field=name)
         setattr(asset, name, value)
-    _check_content(asset)
+    _check_content(asset, sub_grades)
     if amending:
         asset.status = AssetStatus.amended
         asset.revision += 1
@@ -187,6 +198,7 @@ def transition(
     action: str,
     reason: str | None = None,
     outcome: str = "restore",
+    sub_grades: int | None = None,
 ) -> DataAsset:
     """Move an asset through its registration workflow (see ``lifecycle``)."""
     asset = _load_checked(uow, principal, f"asset.{action}", asset_id)
@@ -198,7 +210,7 @@ def transition(
     if step.reason_required and not (reason or "").strip():
         raise ValidationFailed(f"{action} needs a reason", field="reason")
     if action == "submit":
-        _check_content(asset)
+        _check_content(asset, sub_grades)
     if action == "cancel" or (action == "resolve" and outcome == "cancel"):
         _refuse_if_in_use(uow.session, asset)
     before = asset.status
@@ -297,16 +309,23 @@ def usable_assets(session: Session, org_id: str, asset_ids: list[str]) -> list[D
     return rows
 
 
-def latest_files(session: Session, asset_ids: list[str]) -> list[DataFile]:
-    """The newest file version of each asset, in asset order."""
-    out = []
-    for asset_id in sorted(asset_ids):
-        f = session.scalar(
+def latest_files(session: Session, asset_ids: Sequence[str]) -> list[DataFile]:
+    """The newest file version of each asset, in asset order (one query for all of them)."""
+    if not asset_ids:
+        return []
+    newest = (
+        select(DataFile.asset_id, func.max(DataFile.version).label("version"))
+        .where(DataFile.asset_id.in_(asset_ids))
+        .group_by(DataFile.asset_id)
+        .subquery()
+    )
+    return list(
+        session.scalars(
             select(DataFile)
-            .where(DataFile.asset_id == asset_id)
-            .order_by(DataFile.version.desc())
-            .limit(1)
+            .join(
+                newest,
+                (DataFile.asset_id == newest.c.asset_id) & (DataFile.version == newest.c.version),
+            )
+            .order_by(DataFile.asset_id)
         )
-        if f is not None:
-            out.append(f)
-    return out
+    )

@@ -47,7 +47,7 @@ def list_products(
 ) -> object:
     """The merchant's own products in every state (all products for the exchange's staff)."""
     rows = services.list_products(session, caller, org_id, status, limit, offset)
-    return [services.out(session, p) for p in rows]
+    return services.outs(session, rows)
 
 
 @router.get(

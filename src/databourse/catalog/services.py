@@ -24,10 +24,15 @@ from databourse.catalog.errors import AssetNotUsable, ListingChecksFailed
 from databourse.catalog.facts import DistributionFacts, FieldFacts, ListingFacts
 from databourse.catalog.models import EDITABLE, Product, ProductAsset, ProductStatus
 from databourse.db import new_id, utcnow
-from databourse.errors import DataBourseError, Forbidden, InvalidTransition, NotFound
+from databourse.errors import (
+    DataBourseError,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    ValidationFailed,
+)
 from databourse.ledger.writer import assert_untampered
 from databourse.participants.models import Organisation
-from databourse.settings import get_settings
 from databourse.uow import UnitOfWork
 
 MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -97,12 +102,18 @@ def _assets(session: Session, org_id: str, asset_ids: list[str]) -> list[DataAss
     return rows
 
 
-def _apply_terms(product: Product, kind: str, fields: set[str]) -> None:
-    """Validate plans and policy against the product; derive its price range."""
+def _valid_plans(product: Product) -> list[pricing.PricingPlan]:
+    """The product's plans, after checking them and its policy against the product."""
     plans = _PLANS.validate_python(product.plans)
-    pricing.validate_plans(plans, kind)
+    pricing.validate_plans(plans, product.kind)
     pol = policy.UsagePolicy.model_validate(product.policy)
-    policy.validate_policy(pol, kind=kind, fields=fields)
+    policy.validate_policy(pol, kind=product.kind, fields=_fields(product))
+    return plans
+
+
+def _apply_terms(product: Product) -> None:
+    """Validate plans and policy against the product; derive its price range."""
+    plans = _valid_plans(product)
     product.min_price_fen, product.max_price_fen = pricing.price_range(plans)
     product.currency = plans[0].currency
 
@@ -123,12 +134,10 @@ def _refresh_sample(session: Session, product: Product, given: schemas.SampleIn 
             return
         first = files[0]
         columns = [c["name"] for c in first.columns]
-        rows = [list(r) for r in first.sample[: get_settings().sample_rows]]
+        rows = [list(r) for r in first.sample]  # as many as the upload kept
         described = _fields(product)
         unknown = sorted(described - {c for f in files for c in (x["name"] for x in f.columns)})
         if unknown:
-            from databourse.errors import ValidationFailed
-
             raise ValidationFailed(
                 "the description names fields the data file does not have: " + ", ".join(unknown),
                 field="description.fields",
@@ -181,7 +190,7 @@ def create(uow: UnitOfWork, principal: Principal, data: schemas.ProductIn) -> Pr
         version=1,
         status=ProductStatus.draft,
     )
-    _apply_terms(product, data.kind, _fields(product))
+    _apply_terms(product)
     s.add(product)
     s.flush()
     _set_assets(s, product, data.asset_ids)
@@ -227,7 +236,7 @@ def update(
         product.plans = [p.model_dump(mode="json") for p in patch.plans]
     if patch.policy is not None:
         product.policy = patch.policy.model_dump(mode="json")
-    _apply_terms(product, product.kind, _fields(product))
+    _apply_terms(product)
     _refresh_sample(s, product, patch.sample)
     if product.status == ProductStatus.rejected:
         product.status = ProductStatus.draft
@@ -241,7 +250,7 @@ def review_input(session: Session, product: Product) -> listing.ReviewInput:
     org = session.get(Organisation, product.org_id)
     files = assets.latest_files(session, ids)
     try:
-        _apply_terms(product, product.kind, _fields(product))
+        _valid_plans(product)  # a check only: a review never changes the product
         error = None
     except DataBourseError as exc:
         error = exc.detail
@@ -275,8 +284,6 @@ def transition(
             current_status=product.status,
         )
     if step.reason_required and not (reason or "").strip():
-        from databourse.errors import ValidationFailed
-
         raise ValidationFailed(f"{action} needs a reason", field="reason")
     s = uow.session
     before = product.status
@@ -383,8 +390,23 @@ def products_using(session: Session, asset_id: str, statuses: Sequence[str]) -> 
 
 
 def out(session: Session, product: Product) -> schemas.ProductOut:
-    data = {c: getattr(product, c) for c in schemas.ProductOut.model_fields if c != "asset_ids"}
-    return schemas.ProductOut(**data, asset_ids=asset_ids_of(session, product.id))
+    return outs(session, [product])[0]
+
+
+def outs(session: Session, products: Sequence[Product]) -> list[schemas.ProductOut]:
+    """Responses for products, their asset ids read in one query."""
+    links: dict[str, list[str]] = {p.id: [] for p in products}
+    for pid, aid in session.execute(
+        select(ProductAsset.product_id, ProductAsset.asset_id)
+        .where(ProductAsset.product_id.in_(links))
+        .order_by(ProductAsset.asset_id)
+    ):
+        links[pid].append(aid)
+    names = [c for c in schemas.ProductOut.model_fields if c != "asset_ids"]
+    return [
+        schemas.ProductOut(**{c: getattr(p, c) for c in names}, asset_ids=links[p.id])
+        for p in products
+    ]
 
 
 def visible(product: Product, org_status: str, asset_statuses: Sequence[str]) -> bool:
@@ -424,13 +446,15 @@ def listing_facts(session: Session, product_ids: Sequence[str]) -> dict[str, Lis
     }
     for pid in product_ids:
         out[pid] = None
+    datasets = [a for p in products if p.kind == "dataset" for a in links.get(p.id, [])]
+    newest = {f.asset_id: f for f in assets.latest_files(session, datasets)}
     for p in products:
         ids = sorted(links.get(p.id, []))
         asset_list = [asset_rows[a] for a in ids if a in asset_rows]
         org = orgs.get(p.org_id)
         if org is None or not visible(p, org.status, [a.status for a in asset_list]):
             continue
-        files = assets.latest_files(session, ids) if p.kind == "dataset" else []
+        files = [newest[a] for a in ids if a in newest] if p.kind == "dataset" else []
         out[p.id] = _facts(p, org, asset_list, files)
     return out
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from databourse.api.context import AppContext
 from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.demands import matching, schemas, services
 from databourse.demands.models import DemandStatus
@@ -33,6 +34,11 @@ def _match(m: matching.Match, title: str = "") -> schemas.MatchOut:
     )
 
 
+def _title(ctx: AppContext, product_id: str) -> str:
+    listing = ctx.catalog.facts.get(product_id)
+    return listing.title if listing else ""
+
+
 @router.post(
     "/demands", status_code=201, response_model=PostedOut, openapi_extra=action("demand.create")
 )
@@ -41,10 +47,9 @@ def post_demand(body: schemas.DemandIn, caller: Caller, ctx: Ctx, cmd: Cmd) -> o
 
     def run(uow: UnitOfWork) -> PostedOut:
         demand, matches = services.post(uow, caller, ctx.catalog, body)
-        titles = {pid: f.title for pid, f in ctx.catalog.facts.items()}
         return PostedOut(
             demand=schemas.DemandOut.model_validate(demand),
-            matches=[_match(m, titles.get(m.product_id, "")) for m in matches],
+            matches=[_match(m, _title(ctx, m.product_id)) for m in matches],
         )
 
     return cmd.run(run, body, status_code=201)
@@ -120,9 +125,7 @@ def demand_matches(
 ) -> object:
     """Listed products ranked for the demand, each with the reasons for the match."""
     matches = services.matches_for_demand(session, caller, ctx.catalog, demand_id, limit)
-    return [
-        _match(m, f.title if (f := ctx.catalog.facts.get(m.product_id)) else "") for m in matches
-    ]
+    return [_match(m, _title(ctx, m.product_id)) for m in matches]
 
 
 @router.get(
