@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
@@ -45,8 +45,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_clock_offset = timedelta(0)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The exchange's clock. Deadlines (offers, acceptance windows, auctions, terms) are
+    read from it, so tests move it forward with ``advance_clock`` instead of sleeping."""
+    return datetime.now(UTC) + _clock_offset
+
+
+def advance_clock(delta: timedelta | None) -> None:
+    """Move this process's clock by ``delta`` (None: back to real time). Tests only."""
+    global _clock_offset
+    _clock_offset = _clock_offset + delta if delta is not None else timedelta(0)
 
 
 def new_id(prefix: str) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from databourse.db import Base, UTCDateTime, utcnow
-from databourse.errors import ValidationFailed
+from databourse.errors import DataBourseError, ValidationFailed
 from databourse.hashing import canonical
 
 
@@ -38,6 +38,12 @@ class IdempotencyRecord(Base):
 class IdempotencyKeyReused(ValidationFailed):
     slug = "idempotency-key-reused"
     title = "This Idempotency-Key was used with a different request"
+
+
+class IdempotencyKeyRequired(DataBourseError):
+    slug = "idempotency-key-required"
+    status = 428
+    title = "Commands that move money need an Idempotency-Key header"
 
 
 class InvalidIdempotencyKey(ValidationFailed):

@@ -81,9 +81,16 @@ class Commands:
         body: BaseModel | None = None,
         status_code: int = 200,
         redact: tuple[str, ...] = (),
+        require_key: bool = False,
     ) -> JSONResponse:
-        """``redact`` names response fields (secrets shown once) never kept for replays."""
+        """``redact`` names response fields (secrets shown once) never kept for replays.
+
+        ``require_key``: money commands refuse to run without an ``Idempotency-Key``, so a
+        client that lost the response can always retry without paying twice.
+        """
         key = self.request.headers.get("idempotency-key")
+        if key is None and require_key:
+            raise idempotency.IdempotencyKeyRequired()
         if key is None:
             with UnitOfWork(self.ctx.writes, self.actor) as uow:
                 out = fn(uow).model_dump(mode="json")

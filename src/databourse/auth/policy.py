@@ -59,7 +59,7 @@ APPLICANT = frozenset({"applied", "under_review", "admitted"})
 # An organisation acting on its own admission: the workflow decides what is possible.
 SELF_SERVICE = READ_STATUSES - {"suspended"}
 OP, REG = "operator", "regulator"
-MER, BUY = "merchant", "buyer"
+MER, BUY, AGT = "merchant", "buyer", "agent"
 OWN, ANY = Reach.OWN, Reach.ANY
 
 
@@ -160,6 +160,60 @@ POLICY: dict[str, Action] = {
         _read("demand.matches", {BUY: OWN, OP: ANY}),
         _read("notice.list", {MEMBER: OWN}),
         Action("notice.read", True, {MEMBER: OWN}),
+        # settlement: accounts, payment rails, fees, agency, usage, bills
+        _read("account.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        _read("statement.read", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        _read("transfer.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        Action("deposit.create", True, {MEMBER: OWN}),
+        Action("deposit.confirm", True, {OP: ANY}),
+        Action("deposit.reject", True, {OP: ANY}),
+        Action("withdrawal.create", True, {MEMBER: OWN}, admin_only=True),
+        Action("withdrawal.confirm", True, {OP: ANY}),
+        Action("withdrawal.reject", True, {OP: ANY}),
+        Action("fee.read", False, {MEMBER: ANY}),
+        Action("fee.update", True, {OP: ANY}),
+        Action("tier.update", True, {OP: ANY}),
+        Action("agency.create", True, {AGT: OWN}, admin_only=True),
+        Action("agency.certify", True, {OP: ANY}),
+        Action("agency.reject", True, {OP: ANY}),
+        Action("agency.revoke", True, {OP: ANY}),
+        _read("agency.list", {AGT: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("commission.payout", True, {OP: ANY}),
+        Action("usage.record", True, {OP: ANY}),
+        _read("usage.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        _read("bill.list", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("bill.pay", True, {BUY: OWN}),
+        # market: signing keys, negotiation, contracts, trades, auctions
+        _read("signing_key.list", {MEMBER: OWN, OP: ANY, REG: ANY}),
+        Action("signing_key.register", True, {MEMBER: OWN}, admin_only=True, users_only=True),
+        Action("signing_key.revoke", True, {MEMBER: OWN}, admin_only=True, users_only=True),
+        Action("negotiation.open", True, {BUY: OWN}),
+        Action("negotiation.offer", True, {BUY: OWN, MER: OWN}),
+        Action("negotiation.accept", True, {BUY: OWN, MER: OWN}),
+        Action("negotiation.withdraw", True, {BUY: OWN, MER: OWN}),
+        _read("negotiation.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("contract.create", True, {BUY: OWN}),
+        _read("contract.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("contract.sign", True, {BUY: OWN, MER: OWN}, admin_only=True),
+        Action("contract.pay", True, {BUY: OWN}),
+        Action("contract.deliver", True, {MER: OWN}),
+        Action("contract.accept", True, {BUY: OWN}),
+        Action("contract.cancel", True, {BUY: OWN, MER: OWN}),
+        Action("contract.dispute", True, {BUY: OWN, MER: OWN}),
+        Action("contract.resolve", True, {OP: ANY}),
+        Action("contract.suspend", True, {OP: ANY, REG: ANY}),
+        Action("contract.reinstate", True, {OP: ANY}),
+        Action("contract.terminate", True, {OP: ANY}),
+        Action(
+            "contract.receipt", False, {BUY: OWN, MER: OWN, OP: ANY, REG: ANY},
+            statuses=READ_STATUSES,
+        ),
+        Action("settlement.run", True, {OP: ANY}),
+        Action("auction.open", True, {MER: OWN}),
+        Action("auction.read", False, {MEMBER: ANY}),
+        Action("auction.bid", True, {BUY: OWN}),
+        Action("auction.reveal", True, {BUY: OWN}),
+        Action("auction.close", True, {MER: OWN, OP: ANY}),
     ]
 }
 
