@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     general_sub_grades: int = Field(
         4, description="Sub-grades of general data (GB/T 43697-2024 leaves the scale open)."
     )
+    custody_secret_path: Path | None = Field(
+        None,
+        description="Secret sealing the custodial contract-signing keys held for organisations.",
+    )
+    offer_ttl_hours: int = Field(72, description="How long an offer stands unless it says.")
+    sign_within_days: int = Field(7, description="Days both parties have to sign a contract.")
+    acceptance_days: int = Field(
+        7, description="Days a buyer has to accept or dispute a delivery before release."
+    )
+    billing_period_days: int = Field(30, description="Length of a metered billing period.")
+    invoice_due_days: int = Field(15, description="Days from an invoice to its due date.")
+    auction_reveal_hours: int = Field(48, description="Time bidders have to reveal their bids.")
+    bank_account: str = Field(
+        "DataBourse Exchange client money account (configure DATABOURSE_BANK_ACCOUNT)",
+        description="The client-money bank account buyers pay deposits into.",
+    )
     demo_password: SecretStr = SecretStr("demo-password-2026")
 
     @property
@@ -89,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def token_secret_file(self) -> Path:
         return self.token_secret_path or self.data_dir / "keys" / "token-secret"
+
+    @property
+    def custody_secret_file(self) -> Path:
+        return self.custody_secret_path or self.data_dir / "keys" / "custody-secret"
 
 
 @lru_cache

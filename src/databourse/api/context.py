@@ -28,6 +28,7 @@ class AppContext:
     log_key: LogKey
     store: ObjectStore
     catalog: CatalogSearch
+    custody_secret: bytes
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -49,4 +50,5 @@ class AppContext:
             LogKey.from_private_key(signing_key, settings.ledger_origin),
             ObjectStore(settings.object_store),
             CatalogSearch(),
+            load_secret(settings.custody_secret_file),
         )

@@ -111,6 +111,16 @@ def _valid_plans(product: Product) -> list[pricing.PricingPlan]:
     return plans
 
 
+def plans_of(product: Product) -> list[pricing.PricingPlan]:
+    """A product's pricing plans, parsed (they were validated when it was listed)."""
+    return _PLANS.validate_python(product.plans)
+
+
+def policy_of(product: Product) -> policy.UsagePolicy:
+    """A product's default usage policy, parsed."""
+    return policy.UsagePolicy.model_validate(product.policy)
+
+
 def _apply_terms(product: Product) -> None:
     """Validate plans and policy against the product; derive its price range."""
     plans = _valid_plans(product)

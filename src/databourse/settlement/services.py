@@ -132,27 +132,27 @@ def move_many(uow: UnitOfWork, movements: Sequence[Movement]) -> list[str]:
     postings: list[dict[str, Any]] = []
     ids: list[str] = []
     for mv in movements:
-        legs = money.merge([money.Leg(leg.account(mv.currency), leg.amount) for leg in mv.legs])
-        money.check_balanced(legs)
+        merged = money.merge([money.Leg(x.account(mv.currency), x.amount) for x in mv.legs])
+        money.check_balanced(merged)
         jid = new_id("jnl")
-        for leg in legs:
-            acc = accounts[leg.account_id]
-            after = acc.balance_fen + leg.amount
+        for m in merged:
+            acc = accounts[m.account_id]
+            after = acc.balance_fen + m.amount
             if after < 0 and not acc.allow_negative:
                 raise InsufficientFunds(
                     f"the {acc.kind} account of {acc.owner} holds {acc.balance_fen} fen; "
-                    f"{-leg.amount} fen are needed",
+                    f"{-m.amount} fen are needed",
                     account=acc.id,
                     kind=acc.kind,
                     balance_fen=acc.balance_fen,
-                    needed_fen=-leg.amount,
+                    needed_fen=-m.amount,
                 )
             acc.balance_fen = after
             postings.append(
                 {
                     "journal_id": jid,
                     "account_id": acc.id,
-                    "amount_fen": leg.amount,
+                    "amount_fen": m.amount,
                     "balance_after_fen": after,
                 }
             )
@@ -166,10 +166,10 @@ def move_many(uow: UnitOfWork, movements: Sequence[Movement]) -> list[str]:
                 "created_at": now,
             }
         )
-        owners = {accounts[leg.account_id].owner for leg in legs}
+        owners = {accounts[m.account_id].owner for m in merged}
         parties = tuple(sorted(o for o in owners if o != EXCHANGE and not o.startswith("rail:")))
         state = journal_state(
-            jid, mv.kind, mv.ref, mv.currency, [(leg.account_id, leg.amount) for leg in legs]
+            jid, mv.kind, mv.ref, mv.currency, [(m.account_id, m.amount) for m in merged]
         )
         uow.record(
             f"settlement.{mv.kind}",
