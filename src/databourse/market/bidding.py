@@ -266,7 +266,7 @@ def reveal(uow: UnitOfWork, principal: Principal, auction_id: str, data: schemas
         )
     opened = auction.commitment(a.id, b.bidder_org_id, data.amount_fen, data.nonce)
     if not hmac.compare_digest(opened, b.commitment):
-        raise InvalidBid("the amount and nonce do not match your commitment")
+        raise InvalidBid("this amount and nonce: the opening does not match your commitment")
     if b.amount_fen is not None:
         return b  # the same opening again: nothing changes
     b.amount_fen, b.revealed_at = data.amount_fen, now
@@ -369,6 +369,16 @@ def due(session: Session) -> list[str]:
     )
 
 
+def close_if_due(uow: UnitOfWork, settings: Settings, auction_id: str) -> bool:
+    """Close one auction if its reveal period is over (for a runner that gives each
+    auction its own unit of work); whether it was closed."""
+    a = uow.session.get(Auction, auction_id)
+    if a is None or a.status not in OPEN or a.reveals_close_at > utcnow():
+        return False
+    close(uow, SYSTEM_PRINCIPAL, settings, auction_id)
+    return True
+
+
 def close_due(uow: UnitOfWork, settings: Settings) -> int:
     """Close every auction past its reveal period (for the scheduler); how many closed.
 
@@ -431,7 +441,7 @@ def bid_counts(session: Session, auction_ids: Sequence[str]) -> dict[str, int]:
         select(Bid.auction_id, func.count())
         .where(Bid.auction_id.in_(list(auction_ids)))
         .group_by(Bid.auction_id)
-    ).tuples()
+    )
     counts.update({i: int(n) for i, n in rows})
     return counts
 

@@ -53,7 +53,7 @@ def contract_state(c: Contract, sides: list[tuple[str, str]] | None = None) -> d
         sides = list(
             session.execute(
                 select(Signature.side, Signature.key_id).where(Signature.contract_id == c.id)
-            )
+            ).all()
         )
     return {
         "id": c.id,
@@ -467,5 +467,7 @@ def filing_seq(session: Session, c: Contract) -> int:
 def public_keys(session: Session, sigs: list[Signature]) -> dict[str, str]:
     ids = [s.key_id for s in sigs]
     return dict(
-        session.execute(select(SigningKey.id, SigningKey.public_key).where(SigningKey.id.in_(ids)))
+        session.execute(
+            select(SigningKey.id, SigningKey.public_key).where(SigningKey.id.in_(ids))
+        ).all()
     )
