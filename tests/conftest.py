@@ -24,6 +24,7 @@ from databourse import demo, migrations
 from databourse.api.app import create_app
 from databourse.api.context import AppContext
 from databourse.demo_supply import seed_supply
+from databourse.demo_trades import seed_trades
 from databourse.settings import Settings
 from tests import factories
 
@@ -116,7 +117,9 @@ def exchange(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     app = create_app(settings, configure_logging=False)
     ctx: AppContext = app.state.ctx
     seeded = demo.seed(ctx.writes, DEMO_PASSWORD)
-    seed_supply(ctx.writes, ctx.store, {s.key: s.email for s in seeded})
+    emails = {s.key: s.email for s in seeded}
+    seed_supply(ctx.writes, ctx.store, emails)
+    seed_trades(ctx.writes, settings, ctx.custody_secret, emails)
     world = {s.key: s.org_id for s in seeded}
     server, thread, base = serve_in_thread(app)
     store = "sqlite" if store_url.startswith("sqlite") else "postgresql"

@@ -12,7 +12,9 @@ from sqlalchemy import create_engine, func, select
 from databourse.catalog.models import Product
 from databourse.demands.models import Demand
 from databourse.ledger.models import LedgerEntry
+from databourse.market.models import Contract
 from databourse.participants.models import Organisation, User
+from databourse.settlement.models import Account
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +59,12 @@ def test_seed_twice_creates_the_world_once(tmp_path: Path) -> None:
         demands = c.scalar(select(func.count()).select_from(Demand))
     assert sorted(products.values()) == ["in_review", "listed", "listed"]
     assert demands == 2
+    # trades: a settled negotiated subscription, a settled package, an active metered contract
+    with engine.connect() as c:
+        trades = sorted(c.execute(select(Contract.status, Contract.payment_status)).all())
+        fee = c.scalar(select(Account.balance_fen).where(Account.kind == "fee_revenue"))
+    assert trades == [("active", "none"), ("active", "released"), ("active", "released")]
+    assert fee == 33_000 + 120_000  # 3 % of ¥11,000 and of ¥40,000
     # the seed's history is on the ledger, and the ledger agrees with the rows
     verify = _cli(tmp_path, "ledger", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -323,6 +323,8 @@ def demo_seed() -> None:
     password = settings.demo_password.get_secret_value()
     from databourse.assets.store import ObjectStore
     from databourse.demo_supply import seed_supply
+    from databourse.demo_trades import seed_trades
+    from databourse.keys import load_secret
 
     with _database() as database:
         sessions = database.write_sessions()
@@ -330,6 +332,13 @@ def demo_seed() -> None:
         with console.status("Seeding assets, data files, products and demands…"):
             supply = seed_supply(
                 sessions, ObjectStore(settings.object_store), {s.key: s.email for s in seeded}
+            )
+        with console.status("Seeding deposits, an agency contract and trades…"):
+            supply += seed_trades(
+                sessions,
+                settings,
+                load_secret(settings.custody_secret_file),
+                {s.key: s.email for s in seeded},
             )
     table = Table("role", "login e-mail", "status", "organisation", "id", "new", title="Demo world")
     for s in seeded:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from databourse.db import advance_clock
+from databourse.ledger import audit
 from databourse.market import signing
 from tests.assets.test_asset_api import ok, refused
 from tests.conftest import Exchange
@@ -123,6 +124,9 @@ def test_negotiated_trade_settles_and_verifies_offline(exchange: Exchange) -> No
         )
         with pytest.raises(signing.ContractReceiptError):
             signing.verify_filing(receipt, ex.ctx.log_key.verifier)
+        # the database agrees with the ledger: rows, journals and balances
+        with ex.ctx.reads() as session:
+            assert audit.verify(session, ex.ctx.log_key.verifier).findings == []
         # a third party cannot see the contract at all
         with ex.as_demo("buyer_b") as other:
             refused(other.get(f"/contracts/{cid}"), 404, "not-found")

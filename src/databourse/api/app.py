@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     from databourse.demands import api as demands_api
     from databourse.ledger import api as ledger_api
     from databourse.market import api as market_api
+    from databourse.market import auction_api
     from databourse.participants import api as participants_api
     from databourse.settlement import api as settlement_api
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     v1.include_router(catalog_api.router)
     v1.include_router(demands_api.router)
     v1.include_router(market_api.router)
+    v1.include_router(auction_api.router)
     v1.include_router(settlement_api.router)
     app.include_router(health.router)
     app.include_router(v1)

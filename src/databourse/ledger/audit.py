@@ -42,8 +42,15 @@ def default_coverage() -> Coverage:
     from databourse.demands.models import Demand
     from databourse.demands.services import demand_state
     from databourse.ledger.models import Witness
+    from databourse.market.contracts import contract_state
+    from databourse.market.keys import key_state
+    from databourse.market.models import Contract, Negotiation, Offer, SigningKey
+    from databourse.market.negotiation import negotiation_state, offer_state
     from databourse.participants.models import Organisation, User
     from databourse.participants.services import org_state, user_state
+    from databourse.settlement.fees import agency_state
+    from databourse.settlement.models import AgencyContract, Bill, Journal, Transfer
+    from databourse.settlement.rails import transfer_state
 
     def witness_state(w: Witness) -> dict[str, Any]:
         return {"id": w.id, "org_id": w.org_id, "verifier_key": w.verifier_key, "url": w.url}
@@ -57,7 +64,38 @@ def default_coverage() -> Coverage:
         "fil": (DataFile, file_state),
         "prd": (Product, lambda p: product_state(p, _links(p, ProductAsset))),
         "dmd": (Demand, demand_state),
-    }
+        "sgk": (SigningKey, key_state),
+        "neg": (Negotiation, negotiation_state),
+        "ofr": (Offer, offer_state),
+        "ctr": (Contract, contract_state),
+        "jnl": (Journal, _journal_state),
+        "trf": (Transfer, transfer_state),
+        "agy": (AgencyContract, agency_state),
+        "bil": (Bill, _bill_state),
+    } | _auction_coverage()
+
+
+def _journal_state(journal: Any) -> dict[str, Any]:
+    from sqlalchemy.orm import object_session
+
+    from databourse.settlement.services import journal_states
+
+    session = object_session(journal)
+    assert session is not None
+    return journal_states(session, [journal.id])[journal.id]
+
+
+def _bill_state(bill: Any) -> dict[str, Any]:
+    from databourse.market.billing import bill_state
+
+    return bill_state(bill)
+
+
+def _auction_coverage() -> Coverage:
+    from databourse.market import bidding
+    from databourse.market.models import Auction, Bid
+
+    return {"auc": (Auction, bidding.auction_state), "bid": (Bid, bidding.bid_state)}
 
 
 def _links(product: Any, link: type[Any]) -> list[str]:
@@ -172,7 +210,17 @@ def verify(
     _check_tree(session, report, frontier, head, stored_nodes)
     _check_checkpoints(session, report, roots, log_key)
     _check_rows(session, report, coverage, last_state, last_seq)
+    _check_balances(session, report)
     return report
+
+
+def _check_balances(session: Session, report: Report) -> None:
+    """Balances are the sum of their journals' postings, and all of them sum to zero: an
+    edited balance, or money created or destroyed outside a journal, is found here."""
+    from databourse.settlement.services import balance_findings
+
+    for subject, problem in balance_findings(session):
+        report.findings.append(Finding("edited", None, subject, problem))
 
 
 def _check_tree(
