@@ -68,6 +68,33 @@ BODIES: dict[str, Any] = {
     "role.grant": {"role": "agent", "reason": "matrix"},
     "user.create": None,  # built per request (unique e-mail)
     "apikey.create": {"name": "matrix"},
+    # settlement and market: valid bodies, so that refusals come from the policy
+    "deposit.create": {"amount_fen": 100},
+    "deposit.confirm": {"rail_ref": "matrix"},
+    "withdrawal.create": {"amount_fen": 100, "reference": "matrix"},
+    "withdrawal.confirm": {"rail_ref": "matrix"},
+    "fee.update": {"rate_bp": 300},
+    "tier.update": {"tier": "member"},
+    "agency.create": {
+        "principal_org_id": "org_none",
+        "commission_bp": 100,
+        "not_after": "2099-01-01T00:00:00Z",
+        "document_hash": "0" * 64,
+    },
+    "commission.payout": {},
+    "signing_key.register": {"public_key": "A" * 43 + "="},
+    "negotiation.open": {"product_id": "prd_none", "purpose": "research", "offer": {"plan": "x"}},
+    "negotiation.offer": {"plan": "x"},
+    "contract.create": {"product_id": "prd_none", "purpose": "research", "plan": "x"},
+    "contract.sign": {"key_id": "sgk_none", "signature": "A" * 86 + "=="},
+    "contract.resolve": {"to_merchant_fen": 0, "reason": "matrix"},
+    "usage.record": {
+        "source": "matrix",
+        "records": [{"metric": "call", "quantity": 1, "at": "2026-01-01T00:00:00Z", "key": "k"}],
+    },
+    "auction.open": {"product_id": "prd_none", "plan": "x", "term_days": 30},
+    "auction.bid": {"purpose": "research", "commitment": "0" * 64},
+    "auction.reveal": {"amount_fen": 1, "nonce": "0" * 32},
 }
 
 
@@ -97,6 +124,17 @@ def _principal(party: Party, roles: list[str], status: str) -> Principal:
         is_admin=True,
     )
 
+
+# objects of the market and settlement: addressed by unknown ids (the policy decides first)
+TRADE_IDS = (
+    "contract_id",
+    "negotiation_id",
+    "auction_id",
+    "bill_id",
+    "agency_id",
+    "transfer_id",
+    "signing_key_id",
+)
 
 # paths naming an organisation's object
 OWNED = re.compile(r"\{(org_id|user_id|key_id|asset_id|product_id|demand_id|file_id)\}")
@@ -137,6 +175,9 @@ def test_matrix(
         "seq": "0",
         "notice_id": "0",
         "index": "0",
+        "product_kind": "dataset",
+        "tier": "standard",
+        **dict.fromkeys(TRADE_IDS, "x_none"),
         **objects,
     }
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path).removeprefix("/api/v1")
@@ -144,8 +185,10 @@ def test_matrix(
         if action == "file.upload":
             r = c.post(url, files={"file": ("m.csv", b"a,b\n1,2\n", "text/csv")})
         else:
-            body = _body(action, path) if method in ("POST", "PATCH") else None
-            r = c.request(method, url, json=body)
+            body = _body(action, path) if method in ("POST", "PATCH", "PUT") else None
+            # money commands need an Idempotency-Key; without one they would answer 428
+            headers = {"Idempotency-Key": secrets.token_hex(8)} if method != "GET" else {}
+            r = c.request(method, url, json=body, headers=headers)
     try:
         authorize(_principal(me, roles, status), action, owner.id if OWNED.search(path) else None)
         allowed = True
@@ -160,7 +203,12 @@ def test_matrix(
 
 _SHARED: dict[tuple[str, str], Party] = {}
 _OBJECTS: dict[tuple[str, str], dict[str, str]] = {}
-DOMAIN_OBJECT = re.compile(r"\{(asset|product|demand|file|notice)_id\}|/(assets|products|demands)$")
+DOMAIN_OBJECT = re.compile(
+    r"\{(asset|product|demand|file|notice|contract|negotiation|auction|bill|agency|transfer"
+    r"|signing_key)_id\}|/(assets|products|demands|negotiations|contracts|auctions|deposits"
+    r"|withdrawals|signing-keys|agency-contracts|commissions/payout|settlement/run)$"
+    r"|/fee-schedule/|/tier$"
+)
 
 
 def _objects(ex: Exchange, owner: Party, path: str, reuse: bool) -> dict[str, str]:

@@ -193,7 +193,7 @@ POLICY: dict[str, Action] = {
         Action("negotiation.withdraw", True, {BUY: OWN, MER: OWN}),
         _read("negotiation.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
         Action("contract.create", True, {BUY: OWN}),
-        _read("contract.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        _read("contract.read", {BUY: OWN, MER: OWN, AGT: OWN, OP: ANY, REG: ANY}),
         Action("contract.sign", True, {BUY: OWN, MER: OWN}, admin_only=True),
         Action("contract.pay", True, {BUY: OWN}),
         Action("contract.deliver", True, {MER: OWN}),
@@ -205,7 +205,7 @@ POLICY: dict[str, Action] = {
         Action("contract.reinstate", True, {OP: ANY}),
         Action("contract.terminate", True, {OP: ANY}),
         Action(
-            "contract.receipt", False, {BUY: OWN, MER: OWN, OP: ANY, REG: ANY},
+            "contract.receipt", False, {BUY: OWN, MER: OWN, AGT: OWN, OP: ANY, REG: ANY},
             statuses=READ_STATUSES,
         ),
         Action("settlement.run", True, {OP: ANY}),

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.auth.policy import authorize
-from databourse.ledger import services as ledger
 from databourse.market import billing, contracts, keys, negotiation, scheduler, schemas, trades
 from databourse.market.models import Contract
 from databourse.settlement import usage
@@ -380,26 +379,7 @@ def receipt(contract_id: str, caller: Caller, ctx: Ctx) -> Any:
     keys, and the ledger receipt of the filing; ``databourse trade verify`` checks it all
     offline with the exchange's key."""
     with UnitOfWork(ctx.writes) as uow:
-        c = contracts.get(uow.session, caller, contract_id)
-        contracts.authorize_on(caller, "contract.receipt", c)
-        seq = contracts.filing_seq(uow.session, c)
-        sigs = contracts.signatures(uow.session, [c.id])[c.id]
-        pks = contracts.public_keys(uow.session, sigs)
-        out = ledger.receipt(uow, caller, ctx.log_key, seq)
-        out["contract"] = {
-            "document": c.document,
-            "document_hash": c.document_hash,
-            "signatures": [
-                {
-                    "side": s.side,
-                    "org_id": s.org_id,
-                    "key_id": s.key_id,
-                    "public_key": pks[s.key_id],
-                    "signature": s.signature,
-                }
-                for s in sigs
-            ],
-        }
+        out = contracts.receipt(uow, caller, ctx.log_key, contract_id)
         uow.commit()
     return out
 

@@ -128,9 +128,7 @@ def _load(uow: UnitOfWork, auction_id: str) -> Auction:
 
 
 def _bid_of(uow: UnitOfWork, a: Auction, org_id: str) -> Bid | None:
-    b = uow.session.scalar(
-        select(Bid).where(Bid.auction_id == a.id, Bid.bidder_org_id == org_id)
-    )
+    b = uow.session.scalar(select(Bid).where(Bid.auction_id == a.id, Bid.bidder_org_id == org_id))
     if b is not None:
         assert_untampered(uow, b.id, bid_state(b))
     return b
@@ -177,9 +175,7 @@ def open_auction(
         select(Auction.id).where(Auction.product_id == product.id, Auction.status.in_(OPEN))
     )
     if running is not None:
-        raise Conflict(
-            f"auction {running} of this product is not closed yet", auction_id=running
-        )
+        raise Conflict(f"auction {running} of this product is not closed yet", auction_id=running)
     licence = session.scalar(
         select(Contract.id).where(
             Contract.product_id == product.id,
@@ -209,8 +205,15 @@ def open_auction(
         created_at=now,
     )
     session.add(a)
-    _record(uow, "opened", a, product_id=a.product_id, reserve_fen=a.reserve_fen,
-            bids_close_at=a.bids_close_at, reveals_close_at=a.reveals_close_at)
+    _record(
+        uow,
+        "opened",
+        a,
+        product_id=a.product_id,
+        reserve_fen=a.reserve_fen,
+        bids_close_at=a.bids_close_at,
+        reveals_close_at=a.reveals_close_at,
+    )
     return a
 
 
@@ -277,9 +280,7 @@ def reveal(uow: UnitOfWork, principal: Principal, auction_id: str, data: schemas
     return b
 
 
-def close(
-    uow: UnitOfWork, principal: Principal, settings: Settings, auction_id: str
-) -> Auction:
+def close(uow: UnitOfWork, principal: Principal, settings: Settings, auction_id: str) -> Auction:
     """Decide the auction: the best revealed bid at or above the reserve wins at the second
     price, and its contract is drafted for both parties to sign; else it fails."""
     authorize(principal, "auction.close")
@@ -294,11 +295,12 @@ def close(
             f"bidding is open until {_iso(a.bids_close_at)}", current_status=current
         )
     bids = list(uow.session.scalars(select(Bid).where(Bid.auction_id == a.id)))
+    for b in bids:  # locked with their auction; decided only as the ledger has them
+        assert_untampered(uow, b.id, bid_state(b))
     hidden = sum(1 for b in bids if b.amount_fen is None)
     if hidden and now < a.reveals_close_at:
         raise AuctionClosed(
-            f"{hidden} of {len(bids)} bids may still be revealed until "
-            f"{_iso(a.reveals_close_at)}",
+            f"{hidden} of {len(bids)} bids may still be revealed until {_iso(a.reveals_close_at)}",
             current_status=current,
         )
     _decide(uow, settings, a, bids)
@@ -326,8 +328,13 @@ def _decide(uow: UnitOfWork, settings: Settings, a: Auction, bids: Sequence[Bid]
         _terms(product, a, a.reserve_fen)
     except InvalidTerms as exc:  # the listing changed since the auction opened
         a.status = S.failed
-        _record(uow, "failed", a, reason=f"the listing no longer allows the terms: {exc.detail}",
-                **summary)
+        _record(
+            uow,
+            "failed",
+            a,
+            reason=f"the listing no longer allows the terms: {exc.detail}",
+            **summary,
+        )
         return
     by_bidder = {b.bidder_org_id: b for b in bids}
     remaining = [auction.SealedBid(b.bidder_org_id, b.committed_at, b.amount_fen) for b in bids]
@@ -336,8 +343,14 @@ def _decide(uow: UnitOfWork, settings: Settings, a: Auction, bids: Sequence[Bid]
         result = auction.outcome(remaining, a.reserve_fen)
         if result.winner is None or result.price_fen is None:
             a.status = S.failed
-            _record(uow, "failed", a, reason="no valid bid at or above the reserve",
-                    passed_over=passed_over, **summary)
+            _record(
+                uow,
+                "failed",
+                a,
+                reason="no valid bid at or above the reserve",
+                passed_over=passed_over,
+                **summary,
+            )
             return
         winner = by_bidder[result.winner]
         try:
@@ -349,13 +362,26 @@ def _decide(uow: UnitOfWork, settings: Settings, a: Auction, bids: Sequence[Bid]
             continue
         break
     agreed = _terms(product, a, result.price_fen)
-    c = contracts.draft(uow, settings, product, winner.bidder_org_id, winner.purpose, agreed,
-                        auction_id=a.id)
-    a.status, a.winner_org_id, a.price_fen, a.contract_id = (
-        S.closed, winner.bidder_org_id, result.price_fen, c.id,
+    c = contracts.draft(
+        uow, settings, product, winner.bidder_org_id, winner.purpose, agreed, auction_id=a.id
     )
-    _record(uow, "closed", a, winner.bidder_org_id, winner=a.winner_org_id,
-            price_fen=a.price_fen, contract_id=c.id, passed_over=passed_over, **summary)
+    a.status, a.winner_org_id, a.price_fen, a.contract_id = (
+        S.closed,
+        winner.bidder_org_id,
+        result.price_fen,
+        c.id,
+    )
+    _record(
+        uow,
+        "closed",
+        a,
+        winner.bidder_org_id,
+        winner=a.winner_org_id,
+        price_fen=a.price_fen,
+        contract_id=c.id,
+        passed_over=passed_over,
+        **summary,
+    )
 
 
 def due(session: Session) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from databourse.settlement.models import Bill
     from databourse.uow import UnitOfWork
 
+    Step = Callable[[UnitOfWork, Principal, str], Contract]
+    Decision = Callable[[UnitOfWork, Principal, str, str], Contract]
+
 trade_app = typer.Typer(help="Negotiations, contracts and trades.", no_args_is_help=True)
 
 
@@ -73,6 +76,7 @@ Price = Annotated[
 Term = Annotated[int | None, typer.Option("--term", metavar="DAYS", help="Term in days.")]
 Quantity = Annotated[int | None, typer.Option(help="Units of a package plan.")]
 Message = Annotated[str | None, typer.Option(help="A note to the other side.")]
+Billing = Annotated[BillingChoice | None, typer.Option(help="How a metered plan is billed.")]
 Required = Annotated[str, typer.Option(help="Why; recorded with the decision.")]
 MaybeReason = Annotated[str | None, typer.Option(help="Why; recorded with the decision.")]
 Status = Annotated[str | None, typer.Option(help="Only those in this state.")]
@@ -104,9 +108,19 @@ def _names(session: Session, org_ids: Iterable[str | None]) -> dict[str, str]:
     ids = {i for i in org_ids if i}
     if not ids:
         return {}
-    return dict(
-        session.execute(select(Organisation.id, Organisation.name).where(Organisation.id.in_(ids)))
-    )
+    rows = session.execute(
+        select(Organisation.id, Organisation.name).where(Organisation.id.in_(ids))
+    ).all()
+    return {org_id: name for org_id, name in rows}
+
+
+def _listing(*columns: str) -> Table:
+    """A table led by the id; ids in other columns are folded, never cut."""
+    table = id_table(*columns)
+    for column in table.columns[1:]:
+        column.overflow = "fold"
+        column.no_wrap = column.header in ("status", "payment")
+    return table
 
 
 def _terms(
@@ -115,6 +129,7 @@ def _terms(
     term: int | None = None,
     quantity: int | None = None,
     message: str | None = None,
+    billing: BillingChoice | None = None,
 ) -> dict[str, Any]:
     """A Terms body as the API takes it, omitting what was not given."""
     given = {
@@ -123,6 +138,7 @@ def _terms(
         "term_days": term,
         "quantity": quantity,
         "message": message,
+        "billing": None if billing is None else str(billing),
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -239,6 +255,7 @@ def trade_negotiate(
     term: Term = None,
     quantity: Quantity = None,
     message: Message = None,
+    billing: Billing = None,
     demand: Annotated[str | None, typer.Option(help="The demand this answers.")] = None,
 ) -> None:
     """Open a negotiation (议价) on a listed product with a first offer."""
@@ -249,7 +266,7 @@ def trade_negotiate(
             {
                 "product_id": product_id,
                 "purpose": purpose,
-                "offer": _terms(plan, price, term, quantity, message),
+                "offer": _terms(plan, price, term, quantity, message, billing),
                 **({"demand_id": demand} if demand else {}),
             }
         )
@@ -273,12 +290,13 @@ def trade_counter(
     term: Term = None,
     quantity: Quantity = None,
     message: Message = None,
+    billing: Billing = None,
 ) -> None:
     """Make a counter-offer: it supersedes the standing offer."""
     from databourse.market import negotiation, schemas
 
     with exchange() as ctx:
-        t = schemas.Terms.model_validate(_terms(plan, price, term, quantity, message))
+        t = schemas.Terms.model_validate(_terms(plan, price, term, quantity, message, billing))
         tables = run(
             ctx,
             email,
@@ -328,21 +346,26 @@ def trade_negotiations(status: Status = None, limit: Limit = 100, email: As = No
     from databourse.market import negotiation
 
     def table(session: Session, p: Principal) -> Table:
+        from databourse.catalog.models import Product
+
         rows = negotiation.list_negotiations(session, p, status, limit, 0)
         names = _names(session, [o for n in rows for o in (n.buyer_org_id, n.merchant_org_id)])
-        out = id_table(
-            "product", "buyer", "merchant", "purpose", "status", "standing offer", "contract"
-        )
+        out = _listing("product", "buyer", "merchant", "status", "standing offer", "contract")
         for n in rows:
             standing = negotiation.standing_offer(session, n)
+            product = session.get(Product, n.product_id)
+            offer = (
+                ""
+                if standing is None or product is None
+                else f"{standing.side}: {_money(standing.price_fen, product.currency)}"
+            )
             out.add_row(
                 n.id,
                 n.product_id,
                 escape(names.get(n.buyer_org_id, n.buyer_org_id)),
                 escape(names.get(n.merchant_org_id, n.merchant_org_id)),
-                n.purpose,
                 n.status,
-                "" if standing is None else f"{standing.side}: {standing.price_fen} fen",
+                offer,
                 n.contract_id or "",
             )
         return out
@@ -377,17 +400,13 @@ def trade_buy(
     email: Member,
     term: Term = None,
     quantity: Quantity = None,
-    billing: Annotated[
-        BillingChoice | None, typer.Option(help="How a metered plan is billed.")
-    ] = None,
+    billing: Billing = None,
 ) -> None:
     """Buy at the listing's terms: the contract is drafted for signing."""
     from databourse.market import negotiation, schemas
 
-    body: dict[str, Any] = {"product_id": product_id, "purpose": purpose, "plan": plan}
-    for name, value in (("term_days", term), ("quantity", quantity), ("billing", billing)):
-        if value is not None:
-            body[name] = str(value) if name == "billing" else value
+    terms = _terms(plan, term=term, quantity=quantity, billing=billing)
+    body = {"product_id": product_id, "purpose": purpose, **terms}
     with exchange() as ctx:
         data = schemas.ContractIn.model_validate(body)
         table = run(
@@ -406,7 +425,7 @@ def trade_contracts(status: Status = None, limit: Limit = 100, email: As = None)
     def table(session: Session, p: Principal) -> Table:
         rows = contracts.list_contracts(session, p, status, limit, 0)
         names = _names(session, [o for c in rows for o in (c.buyer_org_id, c.merchant_org_id)])
-        out = id_table("product", "buyer", "merchant", "price", "status", "payment")
+        out = _listing("product", "buyer", "merchant", "price", "status", "payment")
         for c in rows:
             out.add_row(
                 c.id,
@@ -475,7 +494,7 @@ def trade_keygen(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Make an Ed25519 signing key: OUT holds the private key (PEM, mode 0600); its
-    base64 public key is printed, to register with ``trade register-key``."""
+    base64 public key is printed, to register with trade register-key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -533,7 +552,7 @@ def trade_keys(
         )
 
     def table(session: Session, p: Principal) -> Table:
-        out = id_table("public key", "custodial", "active", "created")
+        out = _listing("public key", "custodial", "active", "created")
         for k in keys.list_keys(session, p, org_id):
             out.add_row(
                 k.id,
@@ -598,9 +617,9 @@ def trade_sign(
 # Money and governance -------------------------------------------------------------------
 
 
-def _step(contract_id: str, email: str | None, fn: Any, *args: Any) -> None:
+def _step(contract_id: str, email: str | None, fn: Step) -> None:
     with exchange() as ctx:
-        line = run(ctx, email, lambda uow, p: _state(fn(uow, p, contract_id, *args)))
+        line = run(ctx, email, lambda uow, p: _state(fn(uow, p, contract_id)))
     console.print(line)
 
 
@@ -681,7 +700,7 @@ def trade_resolve(
     console.print(line)
 
 
-def _govern(contract_id: str, reason: str, email: str | None, fn: Any) -> None:
+def _govern(contract_id: str, reason: str, email: str | None, fn: Decision) -> None:
     with exchange() as ctx:
         why = _reason(reason)
         line = run(ctx, email, lambda uow, p: _state(fn(uow, p, contract_id, why)))
@@ -716,33 +735,11 @@ def trade_terminate(contract_id: str, reason: Required, email: As = None) -> Non
 
 
 def _receipt(ctx: AppContext, principal: Principal, contract_id: str) -> dict[str, Any]:
-    """The contract receipt, built as GET /contracts/{id}/receipt builds it: the ledger
-    receipt of the filing, with the document and both signatures and their public keys."""
-    from databourse.ledger import services as ledger
     from databourse.market import contracts
     from databourse.uow import UnitOfWork
 
     with UnitOfWork(ctx.writes) as uow:
-        c = contracts.get(uow.session, principal, contract_id)
-        contracts.authorize_on(principal, "contract.receipt", c)
-        seq = contracts.filing_seq(uow.session, c)
-        sigs = contracts.signatures(uow.session, [c.id])[c.id]
-        pks = contracts.public_keys(uow.session, sigs)
-        out = ledger.receipt(uow, principal, ctx.log_key, seq)
-        out["contract"] = {
-            "document": c.document,
-            "document_hash": c.document_hash,
-            "signatures": [
-                {
-                    "side": s.side,
-                    "org_id": s.org_id,
-                    "key_id": s.key_id,
-                    "public_key": pks[s.key_id],
-                    "signature": s.signature,
-                }
-                for s in sigs
-            ],
-        }
+        out = contracts.receipt(uow, principal, ctx.log_key, contract_id)
         uow.commit()  # a checkpoint covering the filing may have been published
     return out
 
@@ -750,7 +747,7 @@ def _receipt(ctx: AppContext, principal: Principal, contract_id: str) -> dict[st
 @trade_app.command("receipt")
 def trade_receipt(contract_id: str, output: Output = None, email: As = None) -> None:
     """The trade filing (交易备案): the signed document, both signatures and the ledger
-    receipt of the filing, checked offline by ``trade verify``."""
+    receipt of the filing, checked offline by trade verify."""
     with exchange() as ctx:
         with ctx.reads() as session:
             principal = acting(session, email)
@@ -827,7 +824,7 @@ def trade_verify(
 
 
 def _bills_table(rows: Iterable[Bill]) -> Table:
-    out = id_table("contract", "period", "units", "amount", "status", "due")
+    out = _listing("contract", "period", "units", "amount", "status", "due")
     for b in rows:
         out.add_row(
             b.id,

@@ -284,6 +284,8 @@ def authorize_on(principal: Principal, action: str, c: Contract, side: str | Non
     owner = principal.org_id if (mine or agent) else c.merchant_org_id
     try:
         reach = authorize(principal, action, owner)
+    except NotFound:
+        raise NotFound(f"contract {c.id} not found") from None
     except Forbidden:
         if mine is None and not agent:
             raise NotFound(f"contract {c.id} not found") from None
@@ -471,3 +473,34 @@ def public_keys(session: Session, sigs: list[Signature]) -> dict[str, str]:
             select(SigningKey.id, SigningKey.public_key).where(SigningKey.id.in_(ids))
         ).all()
     )
+
+
+def receipt(
+    uow: UnitOfWork, principal: Principal, log_key: Any, contract_id: str
+) -> dict[str, Any]:
+    """The trade filing (交易备案) as one document to verify offline: the ledger receipt of
+    the ``contract.filed`` entry, plus the signed document and both signatures with their
+    public keys (``signing.verify_filing`` checks it)."""
+    from databourse.ledger import services as ledger
+
+    c = get(uow.session, principal, contract_id)
+    authorize_on(principal, "contract.receipt", c)
+    seq = filing_seq(uow.session, c)
+    sigs = signatures(uow.session, [c.id])[c.id]
+    pks = public_keys(uow.session, sigs)
+    out = ledger.receipt(uow, principal, log_key, seq)
+    out["contract"] = {
+        "document": c.document,
+        "document_hash": c.document_hash,
+        "signatures": [
+            {
+                "side": s.side,
+                "org_id": s.org_id,
+                "key_id": s.key_id,
+                "public_key": pks[s.key_id],
+                "signature": s.signature,
+            }
+            for s in sigs
+        ],
+    }
+    return out

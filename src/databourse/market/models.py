@@ -87,6 +87,7 @@ class Offer(Base):
     quantity: Mapped[int | None] = mapped_column(BigInteger)  # units of a package plan
     term_days: Mapped[int] = mapped_column(Integer)
     policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    billing: Mapped[str | None] = mapped_column(String(12))  # a metered plan's: prepaid | invoice
     message: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -50,6 +50,7 @@ def offer_state(o: Offer) -> dict[str, object]:
         "quantity": o.quantity,
         "term_days": o.term_days,
         "policy": o.policy,
+        "billing": o.billing,
         "status": o.status,
         "expires_at": o.expires_at,
     }
@@ -121,6 +122,7 @@ def _add_offer(
         quantity=agreed.quantity,
         term_days=agreed.term_days,
         policy=agreed.policy.model_dump(mode="json"),
+        billing=agreed.billing if agreed.model == "metered" else None,
         message=t.message,
         status=OfferStatus.open,
         expires_at=now + timedelta(hours=t.expires_in_hours or settings.offer_ttl_hours),
@@ -252,6 +254,7 @@ def accept(
             quantity=o.quantity,
             term_days=o.term_days,
             policy=UsagePolicy.model_validate(o.policy),
+            billing=o.billing,
         ),
         negotiated=True,
     )

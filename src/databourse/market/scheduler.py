@@ -104,6 +104,7 @@ def run_due(
     billed = _each(writes, metered, lambda uow, i: billing.bill_due(uow, settings, i))
     r.bills = sum(x for x in billed if isinstance(x, int))
     from databourse.market import bidding
+
     with UnitOfWork(writes, SYSTEM) as uow:
         r.auctions = bidding.close_due(uow, settings)
         uow.commit()

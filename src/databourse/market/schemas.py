@@ -122,6 +122,7 @@ class OfferOut(Out):
     quantity: int | None
     term_days: int
     policy: dict[str, Any]
+    billing: str | None = None
     message: str | None
     status: str
     expires_at: datetime

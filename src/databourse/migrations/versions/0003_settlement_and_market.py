@@ -464,6 +464,7 @@ def upgrade() -> None:
         sa.Column("quantity", sa.BigInteger(), nullable=True),
         sa.Column("term_days", sa.Integer(), nullable=False),
         sa.Column("policy", sa.JSON(), nullable=False),
+        sa.Column("billing", sa.String(length=12), nullable=True),
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("expires_at", databourse.db.UTCDateTime(timezone=True), nullable=False),
