@@ -116,6 +116,27 @@ def check_trade(session: Session, product: Product, buyer_org_id: str, purpose: 
         )
 
 
+def _refuse_if_exclusive(session: Session, product_id: str, auction_id: str | None) -> None:
+    """An exclusive licence won at auction excludes every other contract on the product
+    while it is in force."""
+    held = session.scalar(
+        select(Contract.id).where(
+            Contract.product_id == product_id,
+            Contract.auction_id.is_not(None),
+            Contract.auction_id != (auction_id or ""),
+            Contract.status.in_(
+                [ContractStatus.awaiting_signatures, *ACTIVE_STATES, ContractStatus.suspended]
+            ),
+            Contract.ends_at > utcnow(),
+        )
+    )
+    if held is not None:
+        raise PreTradeCheckFailed(
+            "the product is licensed exclusively under another contract",
+            failures=[{"rule": "exclusive-licence", "detail": f"contract {held} holds it"}],
+        )
+
+
 def visible_product(session: Session, principal: Principal, product_id: str) -> Product:
     """A product the buyer may trade: one it can see in the catalog."""
     product = catalog.get(session, principal, product_id)
@@ -154,6 +175,7 @@ def draft(
     """Run the pre-trade checks and draft the contract both parties will sign."""
     session = uow.session
     check_trade(session, product, buyer_org_id, purpose)
+    _refuse_if_exclusive(session, product.id, auction_id)
     now = utcnow().replace(microsecond=0)
     terms = fees.fee_terms(session, product.kind, product.org_id)
     agency = fees.agency_for(session, product.org_id, product.id, now)
