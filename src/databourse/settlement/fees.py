@@ -19,9 +19,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from databourse.auth.policy import Principal, Reach, authorize
@@ -128,6 +129,28 @@ def schedule(session: Session, principal: Principal) -> tuple[list[FeeRule], lis
     return rules, effective
 
 
+M = TypeVar("M", FeeRule, ParticipantTier)
+
+
+def _lock_or_create(
+    session: Session, model: type[M], key: Any, values: dict[str, Any], by: str, at: datetime
+) -> tuple[M, bool]:
+    """The row of ``key`` locked FOR UPDATE, inserted first if missing; and whether this
+    command created it (two operators creating the same row: one inserts, the other waits
+    and then finds it)."""
+    row = session.get(model, key, with_for_update=True, populate_existing=True)
+    if row is not None:
+        return row, False
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = session.execute(
+        insert(model).values(**values, updated_by=by, updated_at=at).on_conflict_do_nothing()
+    )
+    row = session.get(model, key, with_for_update=True, populate_existing=True)
+    assert row is not None
+    return row, getattr(result, "rowcount", 0) == 1
+
+
 def fee_state(rule: FeeRule) -> dict[str, Any]:
     return {
         "product_kind": rule.product_kind,
@@ -162,18 +185,21 @@ def put_fee_rule(
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
             raise InvalidFeeRule(f"{name} must be an integer from 0 to {top}", field=name)
     subject = f"fee:{product_kind}:{tier}"
-    rule = uow.session.get(
-        FeeRule, (product_kind, tier), with_for_update=True, populate_existing=True
+    now = utcnow()
+    rule, created = _lock_or_create(
+        uow.session,
+        FeeRule,
+        (product_kind, tier),
+        {"product_kind": product_kind, "tier": tier, "rate_bp": rate_bp, "min_fen": min_fen},
+        principal.ref,
+        now,
     )
     previous = None
-    if rule is None:
-        rule = FeeRule(product_kind=product_kind, tier=tier)
-        uow.session.add(rule)
-    else:
+    if not created:
         assert_untampered(uow, subject, fee_state(rule))
         previous = {"rate_bp": rule.rate_bp, "min_fen": rule.min_fen}
     rule.rate_bp, rule.min_fen = rate_bp, min_fen
-    rule.updated_by, rule.updated_at = principal.ref, utcnow()
+    rule.updated_by, rule.updated_at = principal.ref, now
     uow.session.flush()
     uow.record(
         "fee.updated",
@@ -197,15 +223,15 @@ def set_tier(uow: UnitOfWork, principal: Principal, org_id: str, tier: str) -> P
     if uow.session.get(Organisation, org_id) is None:
         raise NotFound(f"organisation {org_id} not found")
     subject = f"tier:{org_id}"
-    row = uow.session.get(ParticipantTier, org_id, with_for_update=True, populate_existing=True)
+    now = utcnow()
+    row, created = _lock_or_create(
+        uow.session, ParticipantTier, org_id, {"org_id": org_id, "tier": tier}, principal.ref, now
+    )
     previous = None
-    if row is None:
-        row = ParticipantTier(org_id=org_id)
-        uow.session.add(row)
-    else:
+    if not created:
         assert_untampered(uow, subject, tier_state(row))
         previous = row.tier
-    row.tier, row.updated_by, row.updated_at = tier, principal.ref, utcnow()
+    row.tier, row.updated_by, row.updated_at = tier, principal.ref, now
     uow.session.flush()
     uow.record(
         "tier.updated",

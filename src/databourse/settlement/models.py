@@ -103,6 +103,8 @@ class Transfer(Base):
     """A deposit into or a withdrawal out of the exchange through a payment rail."""
 
     __tablename__ = "transfers"
+    # one payment on a rail confirms one transfer, even with two operators at once
+    __table_args__ = (UniqueConstraint("rail", "rail_ref"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     direction: Mapped[str] = mapped_column(String(12))  # deposit | withdrawal

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from databourse.auth.policy import Principal, Reach, authorize
@@ -374,7 +375,12 @@ def decide(
         t.status = TransferStatus.rejected
     t.decided_by = principal.ref
     t.decided_at = utcnow()
-    uow.session.flush()
+    try:
+        uow.session.flush()
+    except IntegrityError as exc:  # the same reference confirmed concurrently elsewhere
+        raise RailReferenceUsed(
+            f"the {t.rail} reference {t.rail_ref} already confirmed another transfer"
+        ) from exc
     _record(uow, t)
     return t
 

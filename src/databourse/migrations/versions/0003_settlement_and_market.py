@@ -254,6 +254,7 @@ def upgrade() -> None:
             ["org_id"], ["organisations.id"], name=op.f("fk_transfers_org_id_organisations")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transfers")),
+        sa.UniqueConstraint("rail", "rail_ref", name=op.f("uq_transfers_rail_rail_ref")),
     )
     with op.batch_alter_table("transfers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_transfers_org_id"), ["org_id"], unique=False)
