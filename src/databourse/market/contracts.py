@@ -9,6 +9,7 @@ is ``active`` as soon as both have signed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,6 +59,8 @@ def contract_state(c: Contract, sides: list[tuple[str, str]] | None = None) -> d
     return {
         "id": c.id,
         "document_hash": c.document_hash,
+        # the bytes themselves, so an edit of the stored document is found by the audit
+        "document_sha256": hashlib.sha256(c.document.encode()).hexdigest(),
         "status": c.status,
         "payment_status": c.payment_status,
         "escrow_fen": c.escrow_fen,

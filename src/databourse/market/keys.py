@@ -15,6 +15,7 @@ from databourse.errors import NotFound
 from databourse.market import signing
 from databourse.market.errors import InvalidSigningKey
 from databourse.market.models import SigningKey
+from databourse.participants.models import Organisation
 from databourse.uow import UnitOfWork
 
 
@@ -30,8 +31,17 @@ def key_state(k: SigningKey) -> dict[str, Any]:
 
 def active_key(session: Session, org_id: str) -> SigningKey | None:
     return session.scalar(
-        select(SigningKey).where(SigningKey.org_id == org_id, SigningKey.active.is_(True))
+        select(SigningKey)
+        .where(SigningKey.org_id == org_id, SigningKey.active.is_(True))
+        .order_by(SigningKey.created_at.desc())
+        .limit(1)
     )
+
+
+def _lock_org(uow: UnitOfWork, org_id: str) -> None:
+    """Serialise key changes of one organisation (two first signatures at once would
+    otherwise each create a custodial key). Taken after the contract row: the lock order."""
+    uow.session.execute(select(Organisation.id).where(Organisation.id == org_id).with_for_update())
 
 
 def _retire(uow: UnitOfWork, key: SigningKey) -> None:
@@ -45,6 +55,7 @@ def custodial_key(
 ) -> tuple[SigningKey, Ed25519PrivateKey]:
     """The organisation's custodial key, generated on first use. Refused when the
     organisation signs with its own key: the exchange then cannot sign for it."""
+    _lock_org(uow, org_id)
     key = active_key(uow.session, org_id)
     if key is not None and not key.custodial:
         raise InvalidSigningKey(
@@ -88,10 +99,12 @@ def register(uow: UnitOfWork, principal: Principal, public_key: str) -> SigningK
         raise InvalidSigningKey(str(exc)) from exc
     if uow.session.get(SigningKey, kid) is not None:
         raise InvalidSigningKey("this key is already registered")
-    old = active_key(uow.session, principal.org_id)
-    if old is not None:
+    _lock_org(uow, principal.org_id)
+    for old in uow.session.scalars(
+        select(SigningKey).where(SigningKey.org_id == principal.org_id, SigningKey.active.is_(True))
+    ).all():
         _retire(uow, old)
-        uow.session.flush()
+    uow.session.flush()
     key = SigningKey(
         id=kid,
         org_id=principal.org_id,
