@@ -78,6 +78,11 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         for name, value in console.env.items():
             mp.setenv(name, value)
         mp.delenv("DATABOURSE_DATABASE_URL", raising=False)
+        # the consoles were made at import, before COLUMNS was set: fix their width
+        from databourse.assets import cli as shared
+
+        for out in (shared.console, shared.err):
+            mp.setattr(out, "_width", 200)
         get_settings.cache_clear()  # the settings are read once per process
         console("db", "upgrade")
         console("demo", "seed")

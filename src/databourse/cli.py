@@ -53,10 +53,12 @@ app.add_typer(product_app, name="product")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(demand_app, name="demand")
 
+from databourse.market.auction_cli import auction_app  # noqa: E402
 from databourse.market.cli import trade_app  # noqa: E402
 from databourse.settlement.cli import money_app  # noqa: E402
 
 app.add_typer(trade_app, name="trade")
+app.add_typer(auction_app, name="auction")
 app.add_typer(money_app, name="money")
 
 console = Console()

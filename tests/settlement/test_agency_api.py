@@ -124,7 +124,13 @@ def test_the_agency_lifecycle(
     from databourse.ledger.models import LedgerEntry
 
     with exchange.ctx.reads() as s:
-        seqs = list(s.scalars(select(LedgerEntry.seq).where(LedgerEntry.subject == specific["id"])))
+        seqs = list(
+            s.scalars(
+                select(LedgerEntry.seq)
+                .where(LedgerEntry.subject == specific["id"])
+                .order_by(LedgerEntry.seq)
+            )
+        )
     assert len(seqs) == 3  # submitted, certified, revoked
     for party in (a, merchant.c):
         assert ok(party.get(f"/ledger/entries/{seqs[-1]}"))["kind"] == "agency.revoked"
