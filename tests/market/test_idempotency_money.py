@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from databourse.idempotency import IdempotencyRecord
 from databourse.market.models import Contract
 from databourse.settlement.models import Journal, Transfer
-from tests.conftest import Exchange
+from tests.conftest import TLS, Exchange
 from tests.market import world
 from tests.market.world import balances, fund, key, ok, signed
 
@@ -113,6 +113,7 @@ def lose_answer(ex: Exchange, token: str, path: str, headers: dict[str, str], ho
     if how == "timeout":
         with (
             httpx.Client(
+                verify=TLS,
                 base_url=ex.base_url + "/api/v1",
                 headers={"Authorization": f"Bearer {token}", **headers},
                 timeout=httpx.Timeout(10, read=0.001),
@@ -165,6 +166,7 @@ def test_a_deposit_request_whose_answer_was_lost_creates_one_transfer(desk: Desk
     body = {"amount_fen": 12_345, "reference": "6222 0202 0011 2233"}
     with (
         httpx.Client(
+            verify=TLS,
             base_url=ex.base_url + "/api/v1",
             headers={"Authorization": f"Bearer {buyer.org.token}"},
             timeout=httpx.Timeout(10, read=0.001),

@@ -55,7 +55,7 @@ from databourse.market.models import Contract, PaymentStatus, Signature
 from databourse.settings import Settings
 from databourse.settlement.models import EXCHANGE, Account, Commission, Journal, Transfer
 from databourse.settlement.services import balance_findings
-from tests.conftest import Exchange
+from tests.conftest import TLS, Exchange
 from tests.market import world
 from tests.market.server import ExchangeProcess, PostgresUnavailable, pg_database
 
@@ -163,6 +163,7 @@ class Bank:
     def worker(self, seed: int) -> None:
         rng = random.Random(seed)
         with httpx.Client(
+            verify=TLS,
             base_url=self.server.base_url + "/api/v1",
             timeout=httpx.Timeout(10, connect=2),
         ) as http:
@@ -224,7 +225,9 @@ class Bank:
 
         def go(i: int, args: tuple[Any, ...]) -> None:
             with httpx.Client(
-                base_url=self.server.base_url + "/api/v1", timeout=httpx.Timeout(10, connect=2)
+                verify=TLS,
+                base_url=self.server.base_url + "/api/v1",
+                timeout=httpx.Timeout(10, connect=2),
             ) as http:
                 out[i] = self.send(http, *args)
 
@@ -497,7 +500,7 @@ def replays(base_url: str, commands: list[Command], rng: random.Random) -> list[
     """(c) again: acknowledged commands sent again with their key answer the same."""
     problems: list[str] = []
     done = [c for c in commands if c.ok]
-    with httpx.Client(base_url=base_url + "/api/v1", timeout=30) as http:
+    with httpx.Client(base_url=base_url + "/api/v1", timeout=30, verify=TLS) as http:
         for cmd in rng.sample(done, min(REPLAY_SAMPLE, len(done))):
             headers = {"Authorization": f"Bearer {cmd.who.token}", "Idempotency-Key": cmd.key}
             r = http.post(cmd.path, json=cmd.body, headers=headers)
@@ -512,7 +515,7 @@ def through_the_api(base_url: str, market: world.Market, s: Session) -> list[str
     """What the API shows agrees with the rows: accounts of every party, every contract."""
     problems: list[str] = []
     orgs = [market.merchant, *market.buyers, *([market.agent] if market.agent else [])]
-    with httpx.Client(base_url=base_url + "/api/v1", timeout=30) as http:
+    with httpx.Client(base_url=base_url + "/api/v1", timeout=30, verify=TLS) as http:
         for org in orgs:
             r = http.get("/accounts", headers={"Authorization": f"Bearer {org.token}"})
             shown = (

@@ -25,7 +25,7 @@ from databourse.catalog import services as catalog
 from databourse.settlement import fees
 from databourse.uow import Actor, UnitOfWork
 from tests import factories
-from tests.conftest import Exchange, Party, quick_party
+from tests.conftest import TLS, Exchange, Party, quick_party
 
 PURPOSE = "research"
 PLAN = "一口价 fixed"
@@ -153,6 +153,7 @@ def client(ex: Exchange, org: Org | str, timeout: float = 30) -> httpx.Client:
     """A client of the API as ``org`` (or with a bearer token)."""
     token = org if isinstance(org, str) else org.token
     return httpx.Client(
+        verify=TLS,
         base_url=ex.base_url + "/api/v1",
         headers={"Authorization": f"Bearer {token}"},
         timeout=timeout,
