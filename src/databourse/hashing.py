@@ -67,12 +67,19 @@ def canonical(value: Any) -> bytes:
     pure-Python ``rfc8785``; the two agree byte for byte there (a property test holds them
     to it).
     """
-    plain = _plain(value)
-    if _simple(plain):
-        return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8"
+    if _simple(value):
+        text = json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_iso
         )
-    return rfc8785.dumps(plain)
+        return text.encode("utf-8")
+    return rfc8785.dumps(_plain(value))
+
+
+def _iso(value: Any) -> str:
+    """Datetimes as the ledger writes them (UTC, ``Z``), as ``_plain`` does."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def state_hash(state: dict[str, Any]) -> str:
