@@ -295,3 +295,21 @@ def test_metered_contract_bills_from_usage(exchange: Exchange, clock: None) -> N
         paid = ok(b.post(f"/bills/{bill['id']}/pay", headers=key()))
         assert paid["status"] == "paid"
         assert balances(b)["payable"] == 0
+
+
+def test_a_package_is_bought_at_its_size_and_huge_dues_are_refused(exchange: Exchange) -> None:
+    ex = exchange
+    with ex.as_demo("buyer_b") as b, ex.as_demo("merchant_b") as m:
+        api = next(p["id"] for p in ok(m.get("/products")) if "手机号" in p["title"])
+        body = {"product_id": api, "purpose": "risk_control", "plan": "10万次套餐 100k calls"}
+        p = refused(b.post("/contracts", json={**body, "quantity": 10**15}), 422, "invalid-terms")
+        assert p["field"] == "quantity"
+        c = ok(b.post("/contracts", json=body), 201)
+        assert (c["plan"]["agreed"]["quantity"], c["price_fen"]) == (100_000, 4_000_000)
+        # a negotiated price whose total would overflow what the exchange accepts
+        n = {
+            "product_id": api,
+            "purpose": "risk_control",
+            "offer": {"plan": "10万次套餐 100k calls", "price_fen": 10**15, "quantity": 1},
+        }
+        ok(b.post("/negotiations", json=n), 201)

@@ -17,13 +17,21 @@ from databourse.auth.policy import Principal, Reach, authorize
 from databourse.catalog.pricing import MeteredPlan, metered_charge
 from databourse.db import new_id, utcnow
 from databourse.errors import InvalidTransition, NotFound
+from databourse.ledger.writer import assert_untampered
 from databourse.market.contracts import load, record
 from databourse.market.models import Contract, ContractStatus
 from databourse.settings import Settings
 from databourse.settlement import fees, usage
 from databourse.settlement.models import EXCHANGE, AccountKind, Bill, BillStatus
 from databourse.settlement.money import Shares, shares
-from databourse.settlement.services import Leg, Movement, balance_of, move
+from databourse.settlement.services import (
+    Leg,
+    Movement,
+    account_id,
+    balance_of,
+    lock_accounts,
+    move,
+)
 from databourse.uow import UnitOfWork
 
 A = AccountKind
@@ -38,14 +46,22 @@ BILLED = frozenset(
 
 
 def bill_state(b: Bill) -> dict[str, object]:
+    """Every column of a bill: paying one reads its amounts and parties."""
     return {
         "id": b.id,
         "contract_id": b.contract_id,
+        "buyer_org_id": b.buyer_org_id,
+        "merchant_org_id": b.merchant_org_id,
         "period_start": b.period_start,
         "period_end": b.period_end,
+        "unit": b.unit,
         "units": b.units,
         "amount_fen": b.amount_fen,
+        "fee_fen": b.fee_fen,
+        "commission_fen": b.commission_fen,
+        "currency": b.currency,
         "status": b.status,
+        "due_at": b.due_at,
         "journal_id": b.journal_id,
         "paid_journal_id": b.paid_journal_id,
     }
@@ -90,8 +106,13 @@ def bill_due(uow: UnitOfWork, settings: Settings, contract_id: str) -> int:
     plan, now = _plan(c), utcnow()
     period = timedelta(days=settings.billing_period_days)
     start, count = c.billed_until or c.starts_at, 0
-    while start < c.ends_at:
-        end = min(start + period, c.ends_at)
+    # a terminated contract is billed up to its termination, not to the end of its term
+    last = min(c.ends_at, c.updated_at) if c.status == ContractStatus.terminated else c.ends_at
+    # every account a period can move, locked up front in id order (the lock order), so
+    # whether the prepaid balance covers a period is decided on a locked balance
+    _lock_parties(uow, c)
+    while start < last:
+        end = min(start + period, last)
         if end > now:
             break
         units = usage.units_in(uow.session, c.id, plan.unit, start, end)
@@ -152,6 +173,21 @@ def bill_due(uow: UnitOfWork, settings: Settings, contract_id: str) -> int:
     return count
 
 
+def _lock_parties(uow: UnitOfWork, c: Contract) -> None:
+    kinds = [
+        (c.buyer_org_id, A.available),
+        (c.buyer_org_id, A.payable),
+        (c.merchant_org_id, A.available),
+        (c.merchant_org_id, A.receivable),
+        (EXCHANGE, A.fee_revenue),
+        (EXCHANGE, A.commission_payable),
+    ]
+    lock_accounts(
+        uow.session,
+        {account_id(o, k, c.currency): (o, k, c.currency) for o, k in kinds},
+    )
+
+
 def _accrue(uow: UnitOfWork, c: Contract, journal_id: str, s: Shares) -> None:
     if s.commission and c.agent_org_id:
         fees.accrue_commission(uow, c.agent_org_id, c.id, journal_id, s.commission, c.currency)
@@ -166,6 +202,7 @@ def pay_bill(uow: UnitOfWork, principal: Principal, bill_id: str) -> Bill:
         authorize(principal, "bill.pay", b.buyer_org_id)
     except NotFound:
         raise NotFound(f"bill {bill_id} not found") from None
+    assert_untampered(uow, b.id, bill_state(b))
     if b.status != BillStatus.invoiced:
         raise InvalidTransition(f"the bill is {b.status}", current_status=b.status)
     c = uow.session.get(Contract, b.contract_id)

@@ -24,6 +24,7 @@ from databourse.catalog.models import Product
 from databourse.db import new_id, utcnow
 from databourse.errors import Forbidden, InvalidTransition, NotFound
 from databourse.ledger.models import LedgerEntry
+from databourse.ledger.writer import assert_untampered
 from databourse.market import checks, keys, signing
 from databourse.market.errors import InvalidSignature, PreTradeCheckFailed
 from databourse.market.models import (
@@ -41,9 +42,10 @@ from databourse.settlement.money import shares
 from databourse.uow import UnitOfWork
 
 ACTIVE_STATES = frozenset({ContractStatus.signed, ContractStatus.active})
+AGENT_READS = frozenset({"contract.read", "contract.receipt"})
 
 
-def contract_state(c: Contract, sides: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+def contract_state(c: Contract, sides: list[tuple[str, ...]] | None = None) -> dict[str, Any]:
     """What the ledger commits to for a contract: its document's hash and every column
     that changes over its life, with the key id of each side's signature."""
     if sides is None:
@@ -53,7 +55,9 @@ def contract_state(c: Contract, sides: list[tuple[str, str]] | None = None) -> d
         assert session is not None
         sides = list(
             session.execute(
-                select(Signature.side, Signature.key_id).where(Signature.contract_id == c.id)
+                select(Signature.side, Signature.key_id, Signature.signature).where(
+                    Signature.contract_id == c.id
+                )
             ).all()
         )
     return {
@@ -61,6 +65,26 @@ def contract_state(c: Contract, sides: list[tuple[str, str]] | None = None) -> d
         "document_hash": c.document_hash,
         # the bytes themselves, so an edit of the stored document is found by the audit
         "document_sha256": hashlib.sha256(c.document.encode()).hexdigest(),
+        # every column the money code reads, so an edit of one is found before it is used
+        "product_id": c.product_id,
+        "buyer_org_id": c.buyer_org_id,
+        "merchant_org_id": c.merchant_org_id,
+        "agent_org_id": c.agent_org_id,
+        "plan": c.plan,
+        "billing": c.billing,
+        "price_fen": c.price_fen,
+        "currency": c.currency,
+        "fee_bp": c.fee_bp,
+        "fee_min_fen": c.fee_min_fen,
+        "fee_fen": c.fee_fen,
+        "commission_bp": c.commission_bp,
+        "commission_fen": c.commission_fen,
+        "purpose": c.purpose,
+        "policy": c.policy,
+        "starts_at": c.starts_at,
+        "ends_at": c.ends_at,
+        "sign_by": c.sign_by,
+        "acceptance_days": c.acceptance_days,
         "status": c.status,
         "payment_status": c.payment_status,
         "escrow_fen": c.escrow_fen,
@@ -68,6 +92,7 @@ def contract_state(c: Contract, sides: list[tuple[str, str]] | None = None) -> d
         "accept_by": c.accept_by,
         "billed_until": c.billed_until,
         "suspended_from": c.suspended_from,
+        "reason": c.reason,
         "signatures": sorted([list(s) for s in sides]),
     }
 
@@ -177,6 +202,9 @@ def draft(
 ) -> Contract:
     """Run the pre-trade checks and draft the contract both parties will sign."""
     session = uow.session
+    # the product is the business object of a draft: locked, so two drafts (a buy and an
+    # auction's close) cannot both pass the exclusive-licence check
+    session.execute(select(Product.id).where(Product.id == product.id).with_for_update())
     check_trade(session, product, buyer_org_id, purpose)
     _refuse_if_exclusive(session, product.id, auction_id)
     now = utcnow().replace(microsecond=0)
@@ -305,7 +333,8 @@ def authorize_on(principal: Principal, action: str, c: Contract, side: str | Non
     """Allow a party (acting on its own side, when ``side`` is given) or the exchange's
     staff; anyone else is told the contract does not exist."""
     mine = side_of(principal, c)
-    agent = principal.org_id == c.agent_org_id
+    # the agent of a trade reads it and its receipt; it never acts on it
+    agent = principal.org_id == c.agent_org_id and action in AGENT_READS
     owner = principal.org_id if (mine or agent) else c.merchant_org_id
     try:
         reach = authorize(principal, action, owner)
@@ -325,6 +354,7 @@ def load(uow: UnitOfWork, contract_id: str) -> Contract:
     c = uow.session.get(Contract, contract_id, with_for_update=True, populate_existing=True)
     if c is None:
         raise NotFound(f"contract {contract_id} not found")
+    assert_untampered(uow, c.id, contract_state(c))
     return c
 
 

@@ -14,6 +14,7 @@ from databourse.auth.policy import Principal, Reach, authorize
 from databourse.catalog import services as catalog
 from databourse.db import new_id, utcnow
 from databourse.errors import Forbidden, InvalidTransition, NotFound
+from databourse.ledger.writer import assert_untampered
 from databourse.market import contracts, schemas, terms
 from databourse.market.errors import NotYourTurn, OfferExpired
 from databourse.market.models import (
@@ -169,6 +170,7 @@ def _load(uow: UnitOfWork, negotiation_id: str) -> Negotiation:
     n = uow.session.get(Negotiation, negotiation_id, with_for_update=True, populate_existing=True)
     if n is None:
         raise NotFound(f"negotiation {negotiation_id} not found")
+    assert_untampered(uow, n.id, negotiation_state(n))
     return n
 
 

@@ -52,6 +52,8 @@ def _each(
                 uow.commit()
         except DataBourseError as exc:
             log.warning("scheduled step failed", extra={"subject": i, "problem": exc.slug})
+        except Exception:  # one bad item (or a lost serialisation race) must not stop the rest
+            log.exception("scheduled step failed", extra={"subject": i})
     return out
 
 

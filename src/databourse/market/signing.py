@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -122,7 +123,17 @@ def verify_filing(receipt: dict[str, Any], log_key: Any) -> dict[str, Any]:
     """Check a contract receipt offline: the ledger receipt (entry in a checkpoint signed
     by the exchange), that the filed entry is this contract's filing with this document's
     hash, and both parties' Ed25519 signatures over the document. Returns the document.
+    A malformed receipt fails like a forged one, with ``ContractReceiptError``.
     """
+    try:
+        return _verify_filing(receipt, log_key)
+    except ContractReceiptError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ContractReceiptError(f"the receipt is malformed: {exc!r}") from exc
+
+
+def _verify_filing(receipt: dict[str, Any], log_key: Any) -> dict[str, Any]:
     from databourse.ledger import receipts
 
     try:
@@ -140,10 +151,8 @@ def verify_filing(receipt: dict[str, Any], log_key: Any) -> dict[str, Any]:
         raise ContractReceiptError(f"the entry is a {entry.get('kind')}, not a contract filing")
     if body.get("document_hash") != digest:
         raise ContractReceiptError("the filed hash is not the hash of this document")
-    import json
-
     document = json.loads(raw)
-    if document_bytes(document) != raw:
+    if not isinstance(document, dict) or document_bytes(document) != raw:
         raise ContractReceiptError("the document is not in canonical form (RFC 8785)")
     if entry.get("subject") != document.get("id"):
         raise ContractReceiptError("the filing is of another contract")

@@ -15,6 +15,7 @@ from typing import Any
 
 from databourse.catalog.policy import UsagePolicy, narrows, term_length_days
 from databourse.catalog.pricing import (
+    MAX_FEN,
     AuctionPlan,
     FixedPlan,
     FreePlan,
@@ -128,6 +129,12 @@ def agree(
     quantity = None
     if isinstance(plan, PackagePlan):
         quantity = proposal.quantity or plan.units
+        if not negotiated and quantity != plan.units:
+            raise InvalidTerms(
+                f"the package is {plan.units} units at its price; negotiate another quantity",
+                field="quantity",
+                value=quantity,
+            )
     elif proposal.quantity is not None:
         raise InvalidTerms("a quantity applies to package plans only", field="quantity")
     unit = price or 0
@@ -136,6 +143,10 @@ def agree(
     if isinstance(plan, SubscriptionPlan):
         periods = math.ceil(term / PERIOD_DAYS[plan.period])
         due = unit * periods
+    if due > MAX_FEN:
+        raise InvalidTerms(
+            f"the price due, {due} fen, is beyond what the exchange accepts", field="price_fen"
+        )
     billing = "upfront"
     if isinstance(plan, MeteredPlan):
         billing, due, unit = proposal.billing or "prepaid", 0, 0

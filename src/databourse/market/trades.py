@@ -50,6 +50,10 @@ def pay(uow: UnitOfWork, principal: Principal, contract_id: str) -> Contract:
     _need(c, PaymentStatus.unpaid)
     if c.status != ContractStatus.signed:
         raise InvalidTransition(f"the contract is {c.status}", current_status=c.status)
+    if utcnow() > c.sign_by:
+        raise InvalidTransition(
+            "the time to pay for this contract has passed", current_status=c.status
+        )
     move(
         uow,
         Movement(
@@ -75,6 +79,8 @@ def deliver(uow: UnitOfWork, principal: Principal, contract_id: str) -> Contract
     authorize_on(principal, "contract.deliver", c, side="merchant")
     _refuse_if_suspended(c)
     _need(c, PaymentStatus.held)
+    if c.status != ContractStatus.active:
+        raise InvalidTransition(f"the contract is {c.status}", current_status=c.status)
     now = utcnow()
     c.payment_status = PaymentStatus.delivered
     c.delivered_at = now

@@ -15,6 +15,7 @@ commission to the exchange's ``commission_payable`` account and calls
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -365,7 +366,12 @@ def decide_agency(
         raise InvalidAgencyContract("the contract has expired", field="not_after")
     a.status, a.decided_by = target, principal.ref
     uow.session.flush()
-    _record_agency(uow, a, reason=reason)
+    _record_agency(
+        uow,
+        a,
+        # free text stays out of the log (it may name people): only its hash is filed
+        reason_sha256=hashlib.sha256(reason.encode()).hexdigest() if reason else None,
+    )
     return a
 
 

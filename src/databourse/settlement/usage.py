@@ -28,6 +28,7 @@ from databourse.uow import SYSTEM, Actor, UnitOfWork
 METRICS = ("call", "row", "gb", "byte", "epsilon_micro")
 OUTCOMES = ("ok", "refused", "upstream_error")
 BILLED = "ok"
+MAX_BATCH_TOTAL = 2**53 - 1  # exact in the JSON of the ledger entry
 MAX_QUANTITY = 2**62  # well inside a signed 64-bit column, sums included
 BATCH_ROWS = 500  # rows per INSERT statement
 
@@ -78,6 +79,17 @@ def check(events: Sequence[UsageEvent]) -> None:
         if problem is not None:
             field, expected = problem
             raise InvalidUsage(f"usage event {i}: {field} must be {expected}", index=i, field=field)
+    totals: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(events):
+        key = (e.contract_id, e.metric)
+        totals[key] = totals.get(key, 0) + e.quantity
+        if totals[key] > MAX_BATCH_TOTAL:  # the batch's totals go into its ledger entry
+            raise InvalidUsage(
+                f"usage event {i}: a batch may report at most {MAX_BATCH_TOTAL} of a metric "
+                "for one contract; split it",
+                index=i,
+                field="quantity",
+            )
 
 
 def ingest(uow: UnitOfWork, events: Sequence[UsageEvent]) -> int:

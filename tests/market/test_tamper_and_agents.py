@@ -1,0 +1,71 @@
+"""An agent earns on a trade but never acts on it; a contract row edited outside the
+exchange is found by the audit and refused before any money moves on it."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from databourse.ledger import audit
+from databourse.market.models import Contract
+from tests.assets.test_asset_api import refused
+from tests.conftest import Exchange
+from tests.market import world
+from tests.market.world import client, key, ok
+
+
+def test_an_agent_reads_but_never_acts_on_its_principals_trades(exchange: Exchange) -> None:
+    ex = exchange
+    op, merchant, buyer = (world.party(ex, [r]) for r in ("operator", "merchant", "buyer"))
+    agent = world.party(ex, ["agent", "merchant"])  # an agent that also sells
+    world.certify_agency(ex.ctx, agent, merchant, 500)
+    pid = world.list_fixed_product(ex.ctx, merchant, 50_000)
+    with (
+        client(ex, op) as o,
+        client(ex, merchant) as m,
+        client(ex, buyer) as b,
+        client(ex, agent) as a,
+    ):
+        world.fund(o, b, 200_000)
+        c = world.signed(b, m, pid)
+        assert c["agent_org_id"] == agent.id
+        ok(b.post(f"/contracts/{c['id']}/pay", headers=key()))
+        assert ok(a.get(f"/contracts/{c['id']}"))["id"] == c["id"]
+        for action, body in (("dispute", {"reason": "x"}), ("cancel", {})):
+            r = a.post(f"/contracts/{c['id']}/{action}", json=body, headers=key())
+            assert r.status_code == 404, r.text
+        assert ok(b.get(f"/contracts/{c['id']}"))["payment_status"] == "held"
+
+
+def test_an_edited_contract_is_found_and_refused_before_money_moves(exchange: Exchange) -> None:
+    ex = exchange
+    op, merchant, buyer = (world.party(ex, [r]) for r in ("operator", "merchant", "buyer"))
+    pid = world.list_fixed_product(ex.ctx, merchant, 50_000)
+    with client(ex, op) as o, client(ex, merchant) as m, client(ex, buyer) as b:
+        world.fund(o, b, 100_000)
+        c = world.signed(b, m, pid)
+        ok(b.post(f"/contracts/{c['id']}/pay", headers=key()))
+        with ex.ctx.reads() as s:
+            row = s.get(Contract, c["id"])
+            assert row is not None
+            original = {
+                "merchant_org_id": row.merchant_org_id,
+                "fee_bp": row.fee_bp,
+                "fee_min_fen": row.fee_min_fen,
+            }
+        with ex.ctx.writes() as s:  # the release redirected to the buyer, fee-free
+            s.execute(
+                update(Contract)
+                .where(Contract.id == c["id"])
+                .values(merchant_org_id=buyer.id, fee_bp=0, fee_min_fen=0)
+            )
+            s.commit()
+        try:
+            with ex.ctx.reads() as s:
+                found = [f for f in audit.verify(s).findings if f.subject == c["id"]]
+            assert [f.problem for f in found] == ["edited"]
+            refused(b.post(f"/contracts/{c['id']}/accept", headers=key()), 409, "ledger-mismatch")
+            assert ok(b.get(f"/contracts/{c['id']}"))["payment_status"] == "held"
+        finally:  # put the row back: the database is shared with other tests
+            with ex.ctx.writes() as s:
+                s.execute(update(Contract).where(Contract.id == c["id"]).values(**original))
+                s.commit()
