@@ -73,7 +73,7 @@ BODIES: dict[str, Any] = {
     "deposit.confirm": {"rail_ref": "matrix"},
     "withdrawal.create": {"amount_fen": 100, "reference": "matrix"},
     "withdrawal.confirm": {"rail_ref": "matrix"},
-    "fee.update": {"rate_bp": 300},
+    "fee.update": {"rate_bp": 300, "min_fen": 100},  # the default: other tests share the fees
     "tier.update": {"tier": "member"},
     "agency.create": {
         "principal_org_id": "org_none",
