@@ -44,5 +44,5 @@ def test_keys_sort_by_utf16_code_units() -> None:
 
 
 def test_controls_and_large_numbers() -> None:
-    value = {"s": "\x00\x08\t\n\x0c\r\x1f\"\\\u2028\x7f", "n": [2**53 - 1, -(2**53) + 1, 1.5]}
+    value = {"s": '\x00\x08\t\n\x0c\r\x1f"\\\u2028\x7f', "n": [2**53 - 1, -(2**53) + 1, 1.5]}
     assert canonical(value) == rfc8785.dumps(value)

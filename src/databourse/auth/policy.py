@@ -205,7 +205,9 @@ POLICY: dict[str, Action] = {
         Action("contract.reinstate", True, {OP: ANY}),
         Action("contract.terminate", True, {OP: ANY}),
         Action(
-            "contract.receipt", False, {BUY: OWN, MER: OWN, AGT: OWN, OP: ANY, REG: ANY},
+            "contract.receipt",
+            False,
+            {BUY: OWN, MER: OWN, AGT: OWN, OP: ANY, REG: ANY},
             statuses=READ_STATUSES,
         ),
         Action("settlement.run", True, {OP: ANY}),

@@ -55,7 +55,7 @@ def default_coverage() -> Coverage:
     def witness_state(w: Witness) -> dict[str, Any]:
         return {"id": w.id, "org_id": w.org_id, "verifier_key": w.verifier_key, "url": w.url}
 
-    return {
+    coverage: Coverage = {
         "org": (Organisation, org_state),
         "usr": (User, user_state),
         "key": (ApiKey, apikey_state),
@@ -72,7 +72,8 @@ def default_coverage() -> Coverage:
         "trf": (Transfer, transfer_state),
         "agy": (AgencyContract, agency_state),
         "bil": (Bill, _bill_state),
-    } | _auction_coverage()
+    }
+    return coverage | _auction_coverage()
 
 
 def _journal_state(journal: Any) -> dict[str, Any]:
