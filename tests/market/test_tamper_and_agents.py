@@ -69,3 +69,33 @@ def test_an_edited_contract_is_found_and_refused_before_money_moves(exchange: Ex
             with ex.ctx.writes() as s:
                 s.execute(update(Contract).where(Contract.id == c["id"]).values(**original))
                 s.commit()
+
+
+def test_a_suspended_merchant_is_not_paid_until_reinstated(exchange: Exchange) -> None:
+    ex = exchange
+    op, merchant, buyer = (world.party(ex, [r]) for r in ("operator", "merchant", "buyer"))
+    pid = world.list_fixed_product(ex.ctx, merchant, 50_000)
+    with client(ex, op) as o, client(ex, merchant) as m, client(ex, buyer) as b:
+        world.fund(o, b, 100_000)
+        held = world.signed(b, m, pid)
+        ok(b.post(f"/contracts/{held['id']}/pay", headers=key()))
+        unpaid = world.signed(b, m, pid)
+        ok(o.post(f"/organisations/{merchant.id}/suspend", json={"reason": "inquiry"}))
+        try:
+            refused(
+                b.post(f"/contracts/{held['id']}/accept", headers=key()),
+                409,
+                "counterparty-suspended",
+            )
+            refused(
+                b.post(f"/contracts/{unpaid['id']}/pay", headers=key()),
+                409,
+                "counterparty-suspended",
+            )
+            assert ok(b.get(f"/contracts/{held['id']}"))["payment_status"] == "held"
+        finally:
+            ok(o.post(f"/organisations/{merchant.id}/reinstate", json={"reason": "cleared"}))
+        assert (
+            ok(b.post(f"/contracts/{held['id']}/accept", headers=key()))["payment_status"]
+            == "released"
+        )

@@ -48,3 +48,8 @@ class InvalidBid(ValidationFailed):
 class AuctionClosed(Conflict):
     slug = "auction-phase"
     title = "The auction is not in the phase this action needs"
+
+
+class CounterpartySuspended(Conflict):
+    slug = "counterparty-suspended"
+    title = "The merchant or its product is suspended: no money moves to or for it"

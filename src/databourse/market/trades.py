@@ -16,7 +16,7 @@ from databourse.db import utcnow
 from databourse.errors import InvalidTransition, ValidationFailed
 from databourse.market import contracts
 from databourse.market.contracts import authorize_on, load, record
-from databourse.market.errors import ContractSuspended
+from databourse.market.errors import ContractSuspended, CounterpartySuspended
 from databourse.market.models import Contract, ContractStatus, PaymentStatus
 from databourse.settlement import fees
 from databourse.settlement.models import EXCHANGE, AccountKind
@@ -30,6 +30,22 @@ A = AccountKind
 def _refuse_if_suspended(c: Contract) -> None:
     if c.status == ContractStatus.suspended:
         raise ContractSuspended(f"contract {c.id} is suspended: {c.reason or 'see the ledger'}")
+
+
+def _refuse_if_merchant_stopped(uow: UnitOfWork, c: Contract) -> None:
+    """A suspension (叫停) of the merchant or of its product stops money moving to it: the
+    buyer cannot pay in and the escrow is not released until it is lifted."""
+    from databourse.catalog.models import Product
+    from databourse.participants.models import Organisation
+
+    org = uow.session.get(Organisation, c.merchant_org_id)
+    product = uow.session.get(Product, c.product_id)
+    if org is None or org.status != "admitted":
+        raise CounterpartySuspended(
+            f"the merchant is {org.status if org else 'gone'}; the money stays where it is"
+        )
+    if product is None or product.status == "suspended":
+        raise CounterpartySuspended("the product is suspended; the money stays where it is")
 
 
 def _need(c: Contract, *states: str) -> None:
@@ -54,6 +70,7 @@ def pay(uow: UnitOfWork, principal: Principal, contract_id: str) -> Contract:
         raise InvalidTransition(
             "the time to pay for this contract has passed", current_status=c.status
         )
+    _refuse_if_merchant_stopped(uow, c)
     move(
         uow,
         Movement(
@@ -90,6 +107,7 @@ def deliver(uow: UnitOfWork, principal: Principal, contract_id: str) -> Contract
 
 
 def _release(uow: UnitOfWork, c: Contract, how: str) -> None:
+    _refuse_if_merchant_stopped(uow, c)
     split = shares(c.escrow_fen, c.fee_bp, c.commission_bp, c.fee_min_fen)
     legs = [
         Leg(c.buyer_org_id, A.escrow, -c.escrow_fen),
@@ -253,7 +271,10 @@ def release_if_due(uow: UnitOfWork, contract_id: str) -> bool:
         or c.status == ContractStatus.suspended
     ):
         return False
-    _release(uow, c, "acceptance window lapsed")
+    try:
+        _release(uow, c, "acceptance window lapsed")
+    except CounterpartySuspended:
+        return False  # held until the suspension is lifted
     return True
 
 
