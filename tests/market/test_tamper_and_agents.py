@@ -3,10 +3,11 @@ exchange is found by the audit and refused before any money moves on it."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from databourse.ledger import audit
 from databourse.market.models import Contract
+from databourse.settlement.models import Commission
 from tests.assets.test_asset_api import refused
 from tests.conftest import Exchange
 from tests.market import world
@@ -99,3 +100,39 @@ def test_a_suspended_merchant_is_not_paid_until_reinstated(exchange: Exchange) -
             ok(b.post(f"/contracts/{held['id']}/accept", headers=key()))["payment_status"]
             == "released"
         )
+
+
+def test_an_edited_commission_is_found_and_never_paid(exchange: Exchange) -> None:
+    ex = exchange
+    op, merchant, buyer = (world.party(ex, [r]) for r in ("operator", "merchant", "buyer"))
+    agent = world.party(ex, ["agent"])
+    world.certify_agency(ex.ctx, agent, merchant, 500)
+    pid = world.list_fixed_product(ex.ctx, merchant, 50_000)
+    with client(ex, op) as o, client(ex, merchant) as m, client(ex, buyer) as b:
+        world.fund(o, b, 100_000)
+        c = world.signed(b, m, pid)
+        ok(b.post(f"/contracts/{c['id']}/pay", headers=key()))
+        ok(b.post(f"/contracts/{c['id']}/accept", headers=key()))
+        with ex.ctx.reads() as s:
+            row = s.scalars(select(Commission).where(Commission.contract_id == c["id"])).one()
+            assert row.amount_fen == 2_500  # 5 % of 50,000
+            com_id = row.id
+        with ex.ctx.writes() as s:  # the commission redirected to the buyer
+            s.execute(
+                update(Commission).where(Commission.id == com_id).values(agent_org_id=buyer.id)
+            )
+            s.commit()
+        try:
+            with ex.ctx.reads() as s:
+                found = [f.problem for f in audit.verify(s).findings if f.subject == com_id]
+            assert found == ["edited"]
+            body = {"agent_org_id": buyer.id}
+            refused(o.post("/commissions/payout", json=body, headers=key()), 409, "ledger-mismatch")
+        finally:
+            with ex.ctx.writes() as s:
+                s.execute(
+                    update(Commission).where(Commission.id == com_id).values(agent_org_id=agent.id)
+                )
+                s.commit()
+        paid = ok(o.post("/commissions/payout", json={"agent_org_id": agent.id}, headers=key()))
+        assert len(paid["journal_ids"]) == 1

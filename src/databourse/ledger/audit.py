@@ -48,8 +48,8 @@ def default_coverage() -> Coverage:
     from databourse.market.negotiation import negotiation_state, offer_state
     from databourse.participants.models import Organisation, User
     from databourse.participants.services import org_state, user_state
-    from databourse.settlement.fees import agency_state
-    from databourse.settlement.models import AgencyContract, Bill, Journal, Transfer
+    from databourse.settlement.fees import agency_state, commission_state
+    from databourse.settlement.models import AgencyContract, Bill, Commission, Journal, Transfer
     from databourse.settlement.rails import transfer_state
 
     def witness_state(w: Witness) -> dict[str, Any]:
@@ -72,6 +72,7 @@ def default_coverage() -> Coverage:
         "trf": (Transfer, transfer_state),
         "agy": (AgencyContract, agency_state),
         "bil": (Bill, _bill_state),
+        "com": (Commission, commission_state),
     }
     return coverage | _auction_coverage()
 

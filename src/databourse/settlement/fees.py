@@ -427,17 +427,37 @@ def accrue_commission(
     already credited it to the exchange's commission_payable account."""
     if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen <= 0:
         raise InvalidAmount("a commission is a positive whole number of fen")
-    uow.session.add(
-        Commission(
-            agent_org_id=agent_org_id,
-            contract_id=contract_id,
-            journal_id=journal_id,
-            amount_fen=amount_fen,
-            currency=currency,
-            payout_journal_id=None,
-        )
+    c = Commission(
+        id=new_id("com"),
+        agent_org_id=agent_org_id,
+        contract_id=contract_id,
+        journal_id=journal_id,
+        amount_fen=amount_fen,
+        currency=currency,
+        payout_journal_id=None,
     )
+    uow.session.add(c)
     uow.session.flush()
+    uow.record(
+        "commission.accrued",
+        c.id,
+        {"contract_id": contract_id, "amount_fen": amount_fen, "currency": currency},
+        commission_state(c),
+        (agent_org_id,),
+    )
+
+
+def commission_state(c: Commission) -> dict[str, Any]:
+    """Every column: the payout pays the agent these say, this much."""
+    return {
+        "id": c.id,
+        "agent_org_id": c.agent_org_id,
+        "contract_id": c.contract_id,
+        "journal_id": c.journal_id,
+        "amount_fen": c.amount_fen,
+        "currency": c.currency,
+        "payout_journal_id": c.payout_journal_id,
+    }
 
 
 def payout_commissions(
@@ -455,6 +475,7 @@ def payout_commissions(
     ).all()
     groups: dict[tuple[str, str], list[Commission]] = defaultdict(list)
     for c in unpaid:
+        assert_untampered(uow, c.id, commission_state(c))  # never pay on an edited row
         groups[(c.agent_org_id, c.currency)].append(c)
     keys = sorted(groups)
     movements = []
@@ -477,4 +498,13 @@ def payout_commissions(
         for c in groups[key]:
             c.payout_journal_id = jid
     uow.session.flush()
+    for key in keys:
+        for c in groups[key]:
+            uow.record(
+                "commission.paid",
+                c.id,
+                {"payout_journal_id": c.payout_journal_id},
+                commission_state(c),
+                (c.agent_org_id,),
+            )
     return journal_ids

@@ -174,7 +174,7 @@ class Commission(Base):
 
     __tablename__ = "commissions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
     agent_org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     contract_id: Mapped[str] = mapped_column(String(40), index=True)
     journal_id: Mapped[str] = mapped_column(ForeignKey("journals.id"))

@@ -152,7 +152,7 @@ def upgrade() -> None:
 
     op.create_table(
         "commissions",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("agent_org_id", sa.String(length=40), nullable=False),
         sa.Column("contract_id", sa.String(length=40), nullable=False),
         sa.Column("journal_id", sa.String(length=40), nullable=False),
