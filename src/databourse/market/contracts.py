@@ -454,7 +454,7 @@ def sign_custodial(
     """Sign for the caller's organisation with the key the exchange holds for it."""
     c = load(uow, contract_id)
     side = authorize_on(principal, "contract.sign", c)
-    if side not in checks_sides():
+    if side not in signing.SIDES:
         raise Forbidden("only the parties sign a contract")
     _refuse_unless_signable(c)
     key, private = keys.custodial_key(uow, secret, principal.org_id)
@@ -468,16 +468,12 @@ def sign_with(
     """File a signature made client-side with the organisation's registered key."""
     c = load(uow, contract_id)
     side = authorize_on(principal, "contract.sign", c)
-    if side not in checks_sides():
+    if side not in signing.SIDES:
         raise Forbidden("only the parties sign a contract")
     _refuse_unless_signable(c)
     key = keys.verifies(uow.session, key_id, principal.org_id, document(c), signature)
     _add_signature(uow, c, side, key, signature, principal)
     return c
-
-
-def checks_sides() -> tuple[str, ...]:
-    return signing.SIDES
 
 
 # Governance -------------------------------------------------------------------------------

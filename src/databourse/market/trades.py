@@ -14,7 +14,6 @@ from datetime import timedelta
 from databourse.auth.policy import Principal
 from databourse.db import utcnow
 from databourse.errors import InvalidTransition, ValidationFailed
-from databourse.market import contracts
 from databourse.market.contracts import authorize_on, load, record
 from databourse.market.errors import ContractSuspended, CounterpartySuspended
 from databourse.market.models import Contract, ContractStatus, PaymentStatus
@@ -299,17 +298,3 @@ def lapse_if_due(uow: UnitOfWork, contract_id: str) -> str | None:
         record(uow, "expired", c)
         return "expired"
     return None
-
-
-__all__ = [
-    "accept",
-    "cancel",
-    "contracts",
-    "deliver",
-    "dispute",
-    "lapse_if_due",
-    "pay",
-    "release_if_due",
-    "resolve",
-    "terminate",
-]
