@@ -302,7 +302,7 @@ DEMANDS = (
 )
 
 
-def _as(sessions: sessionmaker[Session], email: str) -> Principal:
+def principal_of(sessions: sessionmaker[Session], email: str) -> Principal:
     with sessions() as s:
         return principal_for_email(s, email)
 
@@ -313,7 +313,7 @@ def seed_supply(
     """Create the demo supply (idempotent); returns what was created, in words."""
     created: list[str] = []
     for offer in OFFERS:
-        me = _as(sessions, emails[offer.merchant])
+        me = principal_of(sessions, emails[offer.merchant])
         with sessions() as s:
             exists = s.scalar(
                 select(DataAsset.id).where(
@@ -358,7 +358,7 @@ def seed_supply(
         )
     search = CatalogSearch()
     for key, demand in DEMANDS:
-        me = _as(sessions, emails[key])
+        me = principal_of(sessions, emails[key])
         with sessions() as s:
             exists = s.scalar(
                 select(Demand.id).where(Demand.org_id == me.org_id, Demand.title == demand["title"])

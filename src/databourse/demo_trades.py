@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from databourse.auth.policy import SYSTEM_PRINCIPAL, Principal
-from databourse.auth.services import principal_for_email
 from databourse.catalog.models import Product
 from databourse.catalog.vocab import Purpose
 from databourse.db import utcnow
+from databourse.demo_supply import principal_of
 from databourse.market import contracts, negotiation, schemas, trades
 from databourse.market.models import Contract
 from databourse.settings import Settings
@@ -32,11 +32,6 @@ from databourse.uow import Actor, UnitOfWork
 SUBSCRIPTION = "包年订阅 yearly"
 API_PACKAGE = "10万次套餐 100k calls"
 API_METERED = "按次计费 per call"
-
-
-def _as(sessions: sessionmaker[Session], email: str) -> Principal:
-    with sessions() as s:
-        return principal_for_email(s, email)
 
 
 def _actor(p: Principal) -> Actor:
@@ -89,12 +84,15 @@ def seed_trades(
     sessions: sessionmaker[Session], settings: Settings, secret: bytes, emails: dict[str, str]
 ) -> list[str]:
     """Create the demo trades once; returns what was created, in words."""
-    buyer_a, buyer_b = _as(sessions, emails["buyer_a"]), _as(sessions, emails["buyer_b"])
-    merchant_a, merchant_b = (
-        _as(sessions, emails["merchant_a"]),
-        _as(sessions, emails["merchant_b"]),
+    buyer_a, buyer_b = (
+        principal_of(sessions, emails["buyer_a"]),
+        principal_of(sessions, emails["buyer_b"]),
     )
-    agent = _as(sessions, emails["agent"])
+    merchant_a, merchant_b = (
+        principal_of(sessions, emails["merchant_a"]),
+        principal_of(sessions, emails["merchant_b"]),
+    )
+    agent = principal_of(sessions, emails["agent"])
     with sessions() as s:
         if s.scalar(select(Contract.id).where(Contract.buyer_org_id == buyer_a.org_id)):
             return []

@@ -25,8 +25,8 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _verifier(text: str) -> Verifier:
-    """A verifier key given inline or as a file."""
+def verifier_key(text: str) -> Verifier:
+    """A verifier key given inline or as a file (the ``--key`` of offline checks)."""
     path = Path(text)
     raw = path.read_text().strip() if path.exists() else text.strip()
     try:
@@ -119,7 +119,7 @@ def monitor(
     state: Annotated[Path | None, typer.Option(help="Remember checkpoints between runs")] = None,
 ) -> None:
     """Follow an exchange's checkpoints and prove each consistent with the one before."""
-    verifier = _verifier(key_text)
+    verifier = verifier_key(key_text)
     seen: dict[int, str] = json.loads(state.read_text()) if state and state.exists() else {}
     seen = {int(k): v for k, v in seen.items()}
     last: CheckpointBody | None = None
@@ -181,7 +181,7 @@ def receipt_verify(
         doc = json.loads(file.read_text())
         v = receipts.verify(
             doc,
-            _verifier(key_text),
+            verifier_key(key_text),
             [Verifier.from_key(w, cosignature=False) for w in witness or []],
             min_witnesses,
         )
@@ -219,5 +219,5 @@ def witness_serve(
 
     from databourse.ledger.witness_server import create_witness_app
 
-    app = create_witness_app(key_file.read_text().strip(), [_verifier(k) for k in log], state)
+    app = create_witness_app(key_file.read_text().strip(), [verifier_key(k) for k in log], state)
     uvicorn.run(app, host=host, port=port, log_config=None)

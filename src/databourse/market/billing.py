@@ -20,8 +20,9 @@ from databourse.errors import InvalidTransition, NotFound
 from databourse.ledger.writer import assert_untampered
 from databourse.market.contracts import load, record
 from databourse.market.models import Contract, ContractStatus
+from databourse.market.trades import settle
 from databourse.settings import Settings
-from databourse.settlement import fees, usage
+from databourse.settlement import usage
 from databourse.settlement.models import EXCHANGE, AccountKind, Bill, BillStatus
 from databourse.settlement.money import Shares, shares
 from databourse.settlement.services import (
@@ -69,17 +70,6 @@ def bill_state(b: Bill) -> dict[str, object]:
 
 def _plan(c: Contract) -> MeteredPlan:
     return MeteredPlan.model_validate({k: v for k, v in c.plan.items() if k != "agreed"})
-
-
-def _settle_legs(c: Contract, s: Shares, source: tuple[Leg, ...]) -> tuple[Leg, ...]:
-    legs = [
-        *source,
-        Leg(c.merchant_org_id, A.available, s.merchant),
-        Leg(EXCHANGE, A.fee_revenue, s.fee),
-    ]
-    if s.commission:
-        legs.append(Leg(EXCHANGE, A.commission_payable, s.commission))
-    return tuple(legs)
 
 
 def _record_bill(uow: UnitOfWork, kind: str, b: Bill) -> None:
@@ -137,17 +127,9 @@ def bill_due(uow: UnitOfWork, settings: Settings, contract_id: str) -> int:
         )
         funded = balance_of(uow.session, c.buyer_org_id, A.available, c.currency) >= amount
         if amount and c.billing == "prepaid" and funded:
-            b.journal_id = move(
-                uow,
-                Movement(
-                    "metered.charge",
-                    c.id,
-                    c.currency,
-                    _settle_legs(c, s, (Leg(c.buyer_org_id, A.available, -amount),)),
-                ),
-            )
+            source = (Leg(c.buyer_org_id, A.available, -amount),)
+            b.journal_id = settle(uow, c, "metered.charge", c.id, s, source)
             b.status = BillStatus.charged
-            _accrue(uow, c, b.journal_id, s)
         elif amount:
             b.journal_id = move(
                 uow,
@@ -188,11 +170,6 @@ def _lock_parties(uow: UnitOfWork, c: Contract) -> None:
     )
 
 
-def _accrue(uow: UnitOfWork, c: Contract, journal_id: str, s: Shares) -> None:
-    if s.commission and c.agent_org_id:
-        fees.accrue_commission(uow, c.agent_org_id, c.id, journal_id, s.commission, c.currency)
-
-
 def pay_bill(uow: UnitOfWork, principal: Principal, bill_id: str) -> Bill:
     """The buyer pays an invoice from its available balance."""
     b = uow.session.get(Bill, bill_id, with_for_update=True, populate_existing=True)
@@ -208,25 +185,13 @@ def pay_bill(uow: UnitOfWork, principal: Principal, bill_id: str) -> Bill:
     c = uow.session.get(Contract, b.contract_id)
     assert c is not None
     s = Shares(b.amount_fen, b.fee_fen, b.commission_fen)
-    b.paid_journal_id = move(
-        uow,
-        Movement(
-            "invoice.pay",
-            b.id,
-            b.currency,
-            _settle_legs(
-                c,
-                s,
-                (
-                    Leg(b.buyer_org_id, A.available, -b.amount_fen),
-                    Leg(b.buyer_org_id, A.payable, b.amount_fen),
-                    Leg(b.merchant_org_id, A.receivable, -b.amount_fen),
-                ),
-            ),
-        ),
+    source = (
+        Leg(b.buyer_org_id, A.available, -b.amount_fen),
+        Leg(b.buyer_org_id, A.payable, b.amount_fen),
+        Leg(b.merchant_org_id, A.receivable, -b.amount_fen),
     )
+    b.paid_journal_id = settle(uow, c, "invoice.pay", b.id, s, source)
     b.status = BillStatus.paid
-    _accrue(uow, c, b.paid_journal_id, s)
     _record_bill(uow, "paid", b)
     return b
 

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
     from databourse.api.context import AppContext
     from databourse.auth.policy import Principal
-    from databourse.ledger.note import Verifier
     from databourse.market.models import Contract, Negotiation
     from databourse.settlement.models import Bill
     from databourse.uow import UnitOfWork
@@ -755,18 +754,6 @@ def trade_receipt(contract_id: str, output: Output = None, email: As = None) -> 
     emit_json(doc, output)
 
 
-def _verifier(text: str) -> Verifier:
-    """The exchange's verifier key, given inline or as a file holding it."""
-    from databourse.ledger.note import NoteError, Verifier
-
-    path = Path(text)
-    raw = path.read_text(encoding="utf-8").strip() if path.is_file() else text.strip()
-    try:
-        return Verifier.from_key(raw)
-    except NoteError as exc:
-        raise typer.BadParameter(f"not a verifier key: {exc}", param_hint="--key") from exc
-
-
 @trade_app.command("verify")
 def trade_verify(
     file: Annotated[Path, typer.Argument(help="A contract receipt from trade receipt.")],
@@ -780,9 +767,10 @@ def trade_verify(
     """Verify a contract receipt offline: the filing is in the exchange's signed ledger,
     it filed this very document, and both parties' signatures hold. No database, no
     network."""
+    from databourse.ledger.cli import verifier_key
     from databourse.market.signing import verify_filing
 
-    verifier = _verifier(key_text)
+    verifier = verifier_key(key_text)
     try:
         receipt = json.loads(file.read_text(encoding="utf-8"))
         doc = verify_filing(receipt, verifier)

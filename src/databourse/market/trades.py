@@ -19,7 +19,7 @@ from databourse.market.errors import ContractSuspended, CounterpartySuspended
 from databourse.market.models import Contract, ContractStatus, PaymentStatus
 from databourse.settlement import fees
 from databourse.settlement.models import EXCHANGE, AccountKind
-from databourse.settlement.money import shares, split_shares
+from databourse.settlement.money import Shares, shares, split_shares
 from databourse.settlement.services import Leg, Movement, move
 from databourse.uow import UnitOfWork
 
@@ -105,19 +105,30 @@ def deliver(uow: UnitOfWork, principal: Principal, contract_id: str) -> Contract
     return c
 
 
+def settle(
+    uow: UnitOfWork, c: Contract, kind: str, ref: str, s: Shares, source: tuple[Leg, ...]
+) -> str:
+    """One settlement journal: the ``source`` legs pay ``s.price``, the merchant gets its
+    share, the exchange its fee and the agent's commission (accrued to it). Every way money
+    reaches a merchant goes through here: release, dispute split, metered charge, invoice."""
+    legs = [
+        *source,
+        Leg(c.merchant_org_id, A.available, s.merchant),
+        Leg(EXCHANGE, A.fee_revenue, s.fee),
+    ]
+    if s.commission:
+        legs.append(Leg(EXCHANGE, A.commission_payable, s.commission))
+    jid = move(uow, Movement(kind, ref, c.currency, tuple(legs)))
+    if s.commission and c.agent_org_id:
+        fees.accrue_commission(uow, c.agent_org_id, c.id, jid, s.commission, c.currency)
+    return jid
+
+
 def _release(uow: UnitOfWork, c: Contract, how: str) -> None:
     _refuse_if_merchant_stopped(uow, c)
     split = shares(c.escrow_fen, c.fee_bp, c.commission_bp, c.fee_min_fen)
-    legs = [
-        Leg(c.buyer_org_id, A.escrow, -c.escrow_fen),
-        Leg(c.merchant_org_id, A.available, split.merchant),
-        Leg(EXCHANGE, A.fee_revenue, split.fee),
-    ]
-    if split.commission:
-        legs.append(Leg(EXCHANGE, A.commission_payable, split.commission))
-    jid = move(uow, Movement("escrow.release", c.id, c.currency, tuple(legs)))
-    if split.commission and c.agent_org_id:
-        fees.accrue_commission(uow, c.agent_org_id, c.id, jid, split.commission, c.currency)
+    source = (Leg(c.buyer_org_id, A.escrow, -c.escrow_fen),)
+    settle(uow, c, "escrow.release", c.id, split, source)
     c.escrow_fen = 0
     c.payment_status = PaymentStatus.released
     record(
@@ -215,16 +226,11 @@ def resolve(
     to_buyer, part = split_shares(
         c.escrow_fen, to_merchant_fen, c.fee_bp, c.commission_bp, c.fee_min_fen
     )
-    legs = [
+    source = (
         Leg(c.buyer_org_id, A.escrow, -c.escrow_fen),
         Leg(c.buyer_org_id, A.available, to_buyer),
-        Leg(c.merchant_org_id, A.available, part.merchant),
-        Leg(EXCHANGE, A.fee_revenue, part.fee),
-        Leg(EXCHANGE, A.commission_payable, part.commission),
-    ]
-    jid = move(uow, Movement("escrow.split", c.id, c.currency, tuple(legs)))
-    if part.commission and c.agent_org_id:
-        fees.accrue_commission(uow, c.agent_org_id, c.id, jid, part.commission, c.currency)
+    )
+    settle(uow, c, "escrow.split", c.id, part, source)
     c.escrow_fen = 0
     c.payment_status = PaymentStatus.resolved
     c.reason = reason
