@@ -4,6 +4,7 @@ from databourse.assets.models import DataAsset, DataFile
 from databourse.auth.models import ApiKey, WebSession
 from databourse.catalog.models import Product, ProductAsset
 from databourse.db import Base
+from databourse.delivery.models import Copy, Download, Recipient, Trace, Upstream
 from databourse.demands.models import Demand, MatchNotice
 from databourse.idempotency import IdempotencyRecord
 from databourse.ledger.models import (
@@ -57,10 +58,12 @@ __all__ = [
     "Checkpoint",
     "Commission",
     "Contract",
+    "Copy",
     "Cosignature",
     "DataAsset",
     "DataFile",
     "Demand",
+    "Download",
     "FeeRule",
     "IdempotencyRecord",
     "Journal",
@@ -78,9 +81,12 @@ __all__ = [
     "Posting",
     "Product",
     "ProductAsset",
+    "Recipient",
     "Signature",
     "SigningKey",
+    "Trace",
     "Transfer",
+    "Upstream",
     "UsageRecord",
     "User",
     "WebSession",

@@ -81,6 +81,22 @@ class Settings(BaseSettings):
         "DataBourse Exchange client money account (configure DATABOURSE_BANK_ACCOUNT)",
         description="The client-money bank account buyers pay deposits into.",
     )
+    meter_flush_seconds: float = Field(
+        1.0, gt=0, description="Seconds between writes of buffered usage records (metering)."
+    )
+    meter_max_pending: int = Field(
+        1000, gt=0, description="Buffered usage records that trigger an early write."
+    )
+    gateway_timeout_ms: int = Field(
+        10_000, gt=0, description="Default time an API upstream has to answer the gateway."
+    )
+    gateway_max_response_bytes: int = Field(
+        16 << 20, gt=0, description="Largest upstream response the gateway relays."
+    )
+    download_link_minutes: int = Field(15, gt=0, description="Lifetime of a download link.")
+    share_link_minutes: int = Field(
+        60, gt=0, description="Lifetime of a Delta Sharing pre-signed file URL."
+    )
     demo_password: SecretStr = SecretStr("demo-password-2026")
 
     @property

@@ -46,12 +46,17 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("exchange starting", extra={"exchange": settings.exchange_name})
         ticker = None
+        for meter in ctx.meters.values():
+            meter.start()
         if settings.checkpoint_interval_seconds > 0:
             ticker = asyncio.create_task(_checkpoints(ctx, settings.checkpoint_interval_seconds))
         yield
         log.info("exchange stopping: closing database connections")
         if ticker is not None:
             ticker.cancel()
+        log.info("exchange stopping: writing buffered usage records")
+        for meter in ctx.meters.values():
+            await asyncio.to_thread(meter.stop)
         ctx.db.dispose()
 
     ctx = AppContext.build(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,9 +12,14 @@ from databourse.assets.store import ObjectStore
 from databourse.auth.services import TokenConfig
 from databourse.catalog.indexer import CatalogSearch
 from databourse.db import Database
+from databourse.delivery.meter import Meter
 from databourse.keys import load_secret, load_signing_key
 from databourse.ledger.services import LogKey
 from databourse.settings import Settings
+from databourse.settlement import usage
+from databourse.settlement.usage import DatabaseUsageSink
+
+DELIVERY_PATHS = ("gateway", "download", "share")
 
 
 @dataclass
@@ -29,6 +34,11 @@ class AppContext:
     store: ObjectStore
     catalog: CatalogSearch
     custody_secret: bytes
+    meters: dict[str, Meter] = field(default_factory=dict)
+
+    def meter(self, path: str) -> Meter:
+        """The usage meter of a delivery path ("gateway", "download", "share")."""
+        return self.meters[path]
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -40,7 +50,7 @@ class AppContext:
             session_ttl=timedelta(seconds=settings.session_ttl_seconds),
         )
         signing_key = load_signing_key(settings.signing_key_file)
-        return cls(
+        ctx = cls(
             settings,
             db,
             db.write_sessions(),
@@ -52,3 +62,18 @@ class AppContext:
             CatalogSearch(),
             load_secret(settings.custody_secret_file),
         )
+        sink = DatabaseUsageSink(ctx.writes)
+
+        def used_in_store(contract_id: str, metric: str) -> int:
+            with ctx.reads() as session:
+                return usage.total(session, contract_id, metric)
+
+        for path in DELIVERY_PATHS:
+            ctx.meters[path] = Meter(
+                sink,
+                path,
+                used_in_store,
+                flush_seconds=settings.meter_flush_seconds,
+                max_pending=settings.meter_max_pending,
+            )
+        return ctx

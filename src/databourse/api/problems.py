@@ -31,7 +31,13 @@ _HTTP_SLUGS = {
 
 
 def problem(
-    status: int, slug: str, title: str, detail: str | None, request: Request, **extra: Any
+    status: int,
+    slug: str,
+    title: str,
+    detail: str | None,
+    request: Request,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + slug,
@@ -42,7 +48,9 @@ def problem(
         "request_id": request_id.get(),
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -57,7 +65,10 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(DataBourseError)
     async def _domain(request: Request, exc: DataBourseError) -> JSONResponse:
-        return problem(exc.status, exc.slug, exc.title, exc.detail, request, **exc.extra)
+        headers = getattr(exc, "headers", None)  # e.g. Retry-After of a rate limit
+        return problem(
+            exc.status, exc.slug, exc.title, exc.detail, request, headers=headers, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

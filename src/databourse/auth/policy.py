@@ -216,6 +216,17 @@ POLICY: dict[str, Action] = {
         Action("auction.bid", True, {BUY: OWN}),
         Action("auction.reveal", True, {BUY: OWN}),
         Action("auction.close", True, {MER: OWN, OP: ANY}),
+        # delivery: the API gateway, downloads, Delta Sharing, leak tracing
+        Action("upstream.set", True, {MER: OWN}),
+        _read("upstream.read", {MER: OWN, OP: ANY, REG: ANY}),
+        Action("gateway.call", True, {BUY: OWN}),
+        Action("download.create", True, {BUY: OWN}),
+        _read("download.list", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("share.grant", True, {BUY: OWN}),
+        Action("share.revoke", True, {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        _read("share.list", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("trace.create", True, {MER: OWN, OP: ANY}),
+        _read("trace.read", {MER: OWN, OP: ANY, REG: ANY}),
     ]
 }
 

@@ -205,3 +205,15 @@ def usage_summary(
         else:
             m["upstream_errors"] += int(count)
     return dict(sorted(out.items()))
+
+
+def total(session: Session, contract_id: str, metric: str) -> int:
+    """The billable quantity of ``metric`` used under the contract so far."""
+    value = session.scalar(
+        select(func.coalesce(func.sum(UsageRecord.quantity), 0)).where(
+            UsageRecord.contract_id == contract_id,
+            UsageRecord.metric == metric,
+            UsageRecord.outcome == BILLED,
+        )
+    )
+    return int(value or 0)
