@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     from databourse.assets import api as assets_api
     from databourse.auth import api as auth_api
     from databourse.catalog import api as catalog_api
+    from databourse.delivery import api as delivery_api
+    from databourse.delivery import files as delivery_files
     from databourse.demands import api as demands_api
     from databourse.ledger import api as ledger_api
     from databourse.market import api as market_api
@@ -89,8 +91,10 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     v1.include_router(market_api.router)
     v1.include_router(auction_api.router)
     v1.include_router(settlement_api.router)
+    v1.include_router(delivery_api.router)
     app.include_router(health.router)
     app.include_router(v1)
+    app.include_router(delivery_files.router)  # signed links: /files/<token>
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,

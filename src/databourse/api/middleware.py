@@ -28,7 +28,7 @@ class EdgeMiddleware:
         app: ASGIApp,
         max_body_bytes: int,
         max_upload_bytes: int | None = None,
-        upload_paths: str = r"^/api/v1/assets/[^/]+/files$",
+        upload_paths: str = r"^/api/v1/(assets/[^/]+/files|products/[^/]+/traces)$",
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes

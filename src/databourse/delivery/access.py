@@ -104,6 +104,15 @@ def _grant_and_facts(row: Any, now: datetime) -> tuple[Grant, rules.UseFacts]:
     return grant, facts
 
 
+def grant_of(c: Contract) -> Grant:
+    """A contract's grant as it stands, whether or not it can be used now (for reads)."""
+    policy = UsagePolicy.model_validate(c.policy)
+    return Grant(
+        c.id, c.product_id, c.product_kind, c.buyer_org_id, c.merchant_org_id, c.plan,
+        policy, c.purpose, c.starts_at, c.ends_at,
+    )  # fmt: skip
+
+
 def refuse(refusal: rules.Refusal, grant: Grant | None = None) -> UsageRefused:
     extra = {"contract_id": grant.contract_id} if grant else {}
     return UsageRefused(refusal.detail, constraint=refusal.constraint, **extra)

@@ -142,6 +142,14 @@ class Meter:
             r.key,
         )
 
+    def release(self, r: Reservation) -> None:
+        """End a reservation whose use did not happen: nothing is metered."""
+        if r.done:
+            return
+        r.done = True
+        with self._lock:
+            self._inflight[(r.contract_id, r.metric)] -= r.quantity
+
     def _refresh_if_due(self, k: tuple[str, str]) -> None:
         base = self._base.get(k)
         if base is not None and time.monotonic() - base[1] < self.refresh_seconds:

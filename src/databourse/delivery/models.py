@@ -51,13 +51,16 @@ class Copy(Base):
 
 
 class Download(Base):
-    """One granted download: a signed URL that expires; counted against the policy."""
+    """One signed link to a buyer's copy: a download the buyer asked for (counted against
+    the policy's ``max_downloads``), or a file of a Delta Sharing query. Its rows are
+    metered once, at the first fetch; its bytes at every fetch."""
 
     __tablename__ = "downloads"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
     copy_id: Mapped[str] = mapped_column(ForeignKey("dataset_copies.id"))
+    path: Mapped[str] = mapped_column(String(10), index=True)  # download | share
     format: Mapped[str] = mapped_column(String(10))  # csv | parquet
     issued_by: Mapped[str] = mapped_column(String(80))
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
