@@ -21,10 +21,11 @@ migrate: venv
 	$(BIN)/databourse db upgrade
 
 seed: migrate
-	$(BIN)/databourse demo seed
+	DATABOURSE_PUBLIC_URL=http://$(HOST):$(PORT) $(BIN)/databourse demo seed
 
 run: seed
-	$(BIN)/databourse serve --host $(HOST) --port $(PORT)
+	DATABOURSE_DEMO_UPSTREAM=true DATABOURSE_PUBLIC_URL=http://$(HOST):$(PORT) \
+		$(BIN)/databourse serve --host $(HOST) --port $(PORT)
 
 test: venv
 	$(BIN)/databourse db upgrade

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -40,14 +40,20 @@ STOPS = ["人民广场", "徐家汇", "虹桥枢纽", "陆家嘴", "静安寺", 
 
 
 def bus_ridership_csv(rows: int = 480, seed: int = 2026) -> bytes:
-    """Hourly boardings per line and stop, GBK-encoded as many Chinese systems export."""
+    """Hourly boardings per line and stop, GBK-encoded as many Chinese systems export.
+
+    Each (line, date, hour, stop) appears once, as in a real hourly extract."""
     rng = random.Random(seed)
     out = ["线路,日期,时段,站点,上车人次,下车人次"]
-    day = date(2026, 3, 2)
+    first = date(2026, 3, 2)
+    per_slot = len(LINES) * len(STOPS)
     for n in range(rows):
-        hour = 6 + n % 16
+        slot = n // per_slot
+        day = first + timedelta(days=slot // 16)
+        hour = 6 + slot % 16
+        line, stop = LINES[n % len(LINES)], STOPS[(n // len(LINES)) % len(STOPS)]
         out.append(
-            f"{rng.choice(LINES)},{day.isoformat()},{hour:02d}:00,{rng.choice(STOPS)},"
+            f"{line},{day.isoformat()},{hour:02d}:00,{stop},"
             f"{rng.randint(20, 1800)},{rng.randint(20, 1800)}"
         )
     return ("\r\n".join(out) + "\r\n").encode("gbk")

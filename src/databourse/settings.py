@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     share_link_minutes: int = Field(
         60, gt=0, description="Lifetime of a Delta Sharing pre-signed file URL."
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8000", description="Where clients reach the exchange (links, demo)."
+    )
+    demo_upstream: bool = Field(
+        False, description="Serve the demo merchant's API at /demo/upstream (demo only)."
+    )
     demo_password: SecretStr = SecretStr("demo-password-2026")
 
     @property

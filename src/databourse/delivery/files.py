@@ -199,6 +199,14 @@ def _metered(chunks: Iterator[bytes], ctx: AppContext, d: Download) -> Iterator[
             ctx.meter(d.path).record(d.contract_id, "byte", sent)
 
 
+def content(ctx: AppContext, d: Download, copy: Copy, grant: access.Grant) -> Iterator[bytes]:
+    """The whole copy in the link's format, metered as a fetch of the link is."""
+    _meter_rows(ctx, d, copy, grant)
+    if d.format == "csv":
+        return _metered(_csv_chunks(ctx, copy.object_key), ctx, d)
+    return _metered(_parquet_chunks(ctx, copy.object_key, 0, copy.byte_size), ctx, d)
+
+
 @router.api_route("/files/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 def fetch(token: str, request: Request, ctx: Ctx) -> Response:
     """Serve a signed link (not in the OpenAPI document: the link is the credential)."""
