@@ -4,7 +4,14 @@ from databourse.assets.models import DataAsset, DataFile
 from databourse.auth.models import ApiKey, WebSession
 from databourse.catalog.models import Product, ProductAsset
 from databourse.db import Base
-from databourse.delivery.models import Copy, Download, Recipient, Trace, Upstream
+from databourse.delivery.models import (
+    Copy,
+    Download,
+    FingerprintScheme,
+    Recipient,
+    Trace,
+    Upstream,
+)
 from databourse.demands.models import Demand, MatchNotice
 from databourse.idempotency import IdempotencyRecord
 from databourse.ledger.models import (
@@ -64,6 +71,7 @@ __all__ = [
     "DataFile",
     "Demand",
     "Download",
+    "FingerprintScheme",
     "FeeRule",
     "IdempotencyRecord",
     "Journal",

@@ -225,6 +225,8 @@ POLICY: dict[str, Action] = {
         Action("share.grant", True, {BUY: OWN}),
         Action("share.revoke", True, {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
         _read("share.list", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        Action("fingerprint.set", True, {MER: OWN}),
+        _read("fingerprint.read", {MER: OWN, OP: ANY, REG: ANY}),
         Action("trace.create", True, {MER: OWN, OP: ANY}),
         _read("trace.read", {MER: OWN, OP: ANY, REG: ANY}),
     ]

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from databourse.api.deps import Caller, Ctx, ReadSession, action
-from databourse.delivery import access, copies, downloads, tracing
+from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
+from databourse.delivery import access, copies, downloads, schemes, tracing
 from databourse.delivery.models import Trace
 from databourse.delivery.schemas import (
     DownloadGranted,
@@ -89,6 +89,35 @@ def create_download(
 )
 def list_downloads(contract_id: str, caller: Caller, session: ReadSession) -> Any:
     return downloads.list_downloads(session, caller, contract_id)
+
+
+@router.put(
+    "/assets/{asset_id}/fingerprint",
+    response_model=schemes.SchemeOut,
+    openapi_extra=action("fingerprint.set"),
+)
+def declare_scheme(asset_id: str, body: schemes.SchemeIn, caller: Caller, cmd: Cmd) -> Any:
+    """Declare how buyers' copies of the asset's data are fingerprinted: the columns that
+    identify rows, and how far each marked column's values may move. Applies to copies
+    made from now on; on the ledger as ``fingerprint.declared``."""
+
+    def declare(uow: Any) -> schemes.SchemeOut:
+        row = schemes.declare(uow, caller, asset_id, body)
+        return schemes.SchemeOut(
+            asset_id=row.asset_id, declared=True, revision=row.revision, scheme=row.scheme
+        )
+
+    return cmd.run(declare, body)
+
+
+@router.get(
+    "/assets/{asset_id}/fingerprint",
+    response_model=schemes.SchemeOut,
+    openapi_extra=action("fingerprint.read"),
+)
+def read_scheme(asset_id: str, caller: Caller, session: ReadSession) -> Any:
+    """The asset's fingerprint scheme: the declared one, or the default."""
+    return schemes.read(session, caller, asset_id)
 
 
 def _trace_out(session: Any, t: Trace) -> TraceOut:

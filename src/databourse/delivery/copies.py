@@ -32,14 +32,13 @@ from databourse.assets.store import ObjectStore
 from databourse.assets.tabular import stored_batches
 from databourse.catalog import services as catalog
 from databourse.db import new_id
-from databourse.delivery import keys, rules
+from databourse.delivery import fingerprint, keys, rules, schemes
 from databourse.delivery.access import Grant
 from databourse.delivery.errors import NotDeliverable
 from databourse.delivery.models import Copy
 from databourse.uow import SYSTEM, UnitOfWork
 
 if TYPE_CHECKING:
-    from databourse.delivery import fingerprint  # TEMP-LAZY
     from databourse.api.context import AppContext
 
 #: Arrow types of the copies' columns by logical type; other types stay text.
@@ -120,14 +119,6 @@ def _schema(columns: list[tuple[str, str]]) -> pa.Schema:
     return pa.schema([pa.field(n, ARROW_TYPES.get(t, pa.string())) for n, t in columns])
 
 
-def scheme_of(df: DataFile) -> fingerprint.Scheme:
-    """The fingerprint scheme of a file: by default every numeric column carries marks
-    and the others identify rows."""
-    from databourse.delivery import fingerprint  # TEMP-LAZY
-
-    return fingerprint.default_scheme([(c["name"], c["type"]) for c in df.columns])
-
-
 def _typed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     arrays = []
     for f in schema:
@@ -172,12 +163,9 @@ class _Hashing:
 
 
 def marked_batches(
-    store: ObjectStore, df: DataFile, secret: bytes, recipient: str
+    store: ObjectStore, df: DataFile, scheme: fingerprint.Scheme, secret: bytes, recipient: str
 ) -> Iterator[pa.RecordBatch]:
     """The recipient's copy of the file, as text batches with every column."""
-    from databourse.delivery import fingerprint  # TEMP-LAZY
-
-    scheme = scheme_of(df)
     with store.open(df.object_key) as f:
         for _, columns in stored_batches(f, df.format, df.encoding, 0):
             names = [c["name"] for c in df.columns]
@@ -186,7 +174,7 @@ def marked_batches(
 
 
 def write_copy(
-    store: ObjectStore, df: DataFile, grant: Grant, secret: bytes
+    store: ObjectStore, df: DataFile, grant: Grant, scheme: fingerprint.Scheme, secret: bytes
 ) -> tuple[str, str, int, int]:
     """Write the buyer's copy to a temporary object: (key, sha256, bytes, rows)."""
     schema = _schema(licensed_columns(df, grant))
@@ -196,7 +184,7 @@ def write_copy(
         with raw:
             sink = _Hashing(raw)
             with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-                for batch in marked_batches(store, df, secret, grant.contract_id):
+                for batch in marked_batches(store, df, scheme, secret, grant.contract_id):
                     typed = _typed(batch.select(schema.names), schema)
                     writer.write_batch(typed, row_group_size=ROW_GROUP_ROWS)
                     rows += typed.num_rows
@@ -235,9 +223,10 @@ def ensure(ctx: AppContext, grant: Grant, data_file_id: str) -> Copy:
             session.expunge(found)
             return found
         df = _data_file(session, grant, data_file_id)
+        scheme = schemes.scheme_for(session, df)
         session.expunge(df)
     secret = keys.fingerprint_key(ctx.custody_secret, df.id)
-    temp_key, sha, size, rows = write_copy(ctx.store, df, grant, secret)
+    temp_key, sha, size, rows = write_copy(ctx.store, df, grant, scheme, secret)
     final_key = f"copies/{grant.contract_id}/{df.id}-{uuid.uuid4().hex[:8]}.parquet"
     ctx.store.promote(temp_key, final_key)
     try:
@@ -246,7 +235,7 @@ def ensure(ctx: AppContext, grant: Grant, data_file_id: str) -> Copy:
                 id=new_id("cpy"),
                 contract_id=grant.contract_id,
                 data_file_id=df.id,
-                scheme=scheme_of(df).to_dict(),
+                scheme=scheme.to_dict(),
                 object_key=final_key,
                 sha256=sha,
                 byte_size=size,

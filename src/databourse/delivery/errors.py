@@ -91,3 +91,8 @@ class InvalidSuspect(ValidationFailed):
 class NotDeliverable(Conflict):
     slug = "not-deliverable"
     title = "The product has nothing to deliver this way"
+
+
+class InvalidScheme(ValidationFailed):
+    slug = "invalid-fingerprint-scheme"
+    title = "The fingerprint scheme does not fit the data"

@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from databourse.db import UTCDateTime, utcnow
-from databourse.db import Base
+from databourse.db import Base, UTCDateTime, utcnow
 
 
 class Upstream(Base):
@@ -30,6 +29,19 @@ class Upstream(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     updated_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FingerprintScheme(Base):
+    """The merchant's declared fingerprint scheme of an asset's data: which columns
+    identify rows, which carry marks and how far their values may move."""
+
+    __tablename__ = "fingerprint_schemes"
+
+    asset_id: Mapped[str] = mapped_column(ForeignKey("data_assets.id"), primary_key=True)
+    scheme: Mapped[dict[str, Any]] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    updated_by: Mapped[str] = mapped_column(String(80))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

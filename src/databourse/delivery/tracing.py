@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -24,7 +27,7 @@ from databourse.assets.tabular import csv_table, parquet_table, stored_batches
 from databourse.auth.policy import Principal, authorize
 from databourse.catalog.models import Product
 from databourse.db import new_id
-from databourse.delivery import copies, keys
+from databourse.delivery import copies, fingerprint, keys
 from databourse.delivery.errors import InvalidSuspect, NotDeliverable
 from databourse.delivery.models import Copy, Trace
 from databourse.errors import NotFound
@@ -33,7 +36,6 @@ from databourse.participants.models import Organisation
 from databourse.uow import Actor, UnitOfWork
 
 if TYPE_CHECKING:
-    from databourse.delivery import fingerprint  # TEMP-LAZY
     from databourse.api.context import AppContext
 
 MAX_SUSPECT_BYTES = 256 << 20
@@ -64,9 +66,7 @@ def read_suspect(data: bytes) -> pa.Table:
             except UnicodeDecodeError:
                 encoding = "gb18030"
             table = csv_table(io.BytesIO(data), encoding, MAX_COLUMNS, None)
-        batches = [
-            pa.RecordBatch.from_arrays(cols, names=table.names) for cols in table.batches
-        ]
+        batches = [pa.RecordBatch.from_arrays(cols, names=table.names) for cols in table.batches]
     except (MalformedFile, UnsupportedEncoding) as exc:
         raise InvalidSuspect(f"the suspected file cannot be read: {exc}") from None
     if not batches:
@@ -103,25 +103,24 @@ def trace(
         if product.kind != "dataset":
             raise NotDeliverable("only dataset products are fingerprinted")
         df = _data_file(session, product, data_file_id)
-        recipients = dict(
-            session.execute(
-                select(Copy.contract_id, Contract.buyer_org_id)
-                .join(Contract, Contract.id == Copy.contract_id)
-                .where(Copy.data_file_id == df.id)
-            ).all()
-        )
+        received = session.execute(
+            select(Copy.contract_id, Contract.buyer_org_id, Copy.scheme)
+            .join(Contract, Contract.id == Copy.contract_id)
+            .where(Copy.data_file_id == df.id)
+        ).all()
         session.expunge_all()
+    recipients = {cid: org for cid, org, _ in received}
+    groups: dict[str, tuple[fingerprint.Scheme, list[str]]] = {}  # copies made alike
+    for cid, _, scheme in received:
+        parsed = fingerprint.Scheme.from_dict(scheme)
+        groups.setdefault(json.dumps(scheme, sort_keys=True), (parsed, []))[1].append(cid)
     table = read_suspect(suspect)
-    scheme = copies.scheme_of(df)
     secret = keys.fingerprint_key(ctx.custody_secret, df.id)
-    from databourse.delivery import fingerprint  # TEMP-LAZY
-
-    tracer = fingerprint.Tracer(scheme, secret, sorted(recipients), table)
-    names = [c["name"] for c in df.columns]
-    with ctx.store.open(df.object_key) as f:
-        for _, columns in stored_batches(f, df.format, df.encoding, 0):
-            tracer.feed(pa.RecordBatch.from_arrays(columns, names=names))
-    result = tracer.result()
+    results = [
+        _trace_group(ctx, df, scheme, secret, sorted(cids), table)
+        for scheme, cids in groups.values()
+    ]
+    result = _merge(results, len(recipients))
     accused = [s.recipient for s in result.ranking if s.accused]
     actor = Actor(principal.kind, principal.id, principal.org_id)
     with UnitOfWork(ctx.writes, actor) as uow:
@@ -153,6 +152,52 @@ def trace(
         )
         uow.commit()
     return t
+
+
+def _trace_group(
+    ctx: AppContext,
+    df: DataFile,
+    scheme: fingerprint.Scheme,
+    secret: bytes,
+    recipients: list[str],
+    table: pa.Table,
+) -> fingerprint.TraceResult:
+    tracer = fingerprint.Tracer(scheme, secret, recipients, table)
+    names = [c["name"] for c in df.columns]
+    with ctx.store.open(df.object_key) as f:
+        for _, columns in stored_batches(f, df.format, df.encoding, 0):
+            tracer.feed(pa.RecordBatch.from_arrays(columns, names=names))
+    return tracer.result()
+
+
+def _merge(results: list[fingerprint.TraceResult], candidates: int) -> fingerprint.TraceResult:
+    """One ranking over every group of copies. Each group's false-accusation
+    probabilities were corrected for its own size; correct them for all candidates."""
+    if len(results) == 1:
+        return results[0]
+    if not results:
+        return fingerprint.TraceResult((), 0, 0, fingerprint.DEFAULT_THRESHOLD, ())
+    ranking = []
+    for r in results:
+        size = max(1, len(r.ranking))
+        for s in r.ranking:
+            shift = math.log10(candidates / size)  # in logs: p_false may underflow to 0
+            log10_p = min(0.0, s.log10_p_false + shift)
+            p = 10.0**log10_p
+            ranking.append(
+                replace(s, p_false=p, log10_p_false=log10_p, accused=log10_p < math.log10(
+                    r.threshold
+                ))
+            )  # fmt: skip
+    ranking.sort(key=lambda s: (s.log10_p_false, -s.score))
+    first = results[0]
+    return fingerprint.TraceResult(
+        tuple(ranking),
+        first.rows_suspect,
+        max(r.rows_matched for r in results),
+        first.threshold,
+        tuple(sorted({c for r in results for c in r.columns_used})),
+    )
 
 
 def trace_state(t: Trace) -> dict[str, Any]:

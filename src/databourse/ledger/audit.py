@@ -74,7 +74,7 @@ def default_coverage() -> Coverage:
         "bil": (Bill, _bill_state),
         "com": (Commission, commission_state),
     }
-    return coverage | _auction_coverage()
+    return coverage | _auction_coverage() | _delivery_coverage()
 
 
 def _journal_state(journal: Any) -> dict[str, Any]:
@@ -91,6 +91,19 @@ def _bill_state(bill: Any) -> dict[str, Any]:
     from databourse.market.billing import bill_state
 
     return bill_state(bill)
+
+
+def _delivery_coverage() -> Coverage:
+    from databourse.delivery.copies import copy_state
+    from databourse.delivery.files import download_state
+    from databourse.delivery.models import Copy, Download, Trace
+    from databourse.delivery.tracing import trace_state
+
+    return {
+        "cpy": (Copy, copy_state),
+        "dl": (Download, download_state),
+        "trc": (Trace, trace_state),
+    }
 
 
 def _auction_coverage() -> Coverage:
