@@ -31,9 +31,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 
 @router.get("/score")
-def score(
-    request: Request, mobile: str, x_demo_key: str | None = Header(None)
-) -> dict[str, Any]:
+def score(request: Request, mobile: str, x_demo_key: str | None = Header(None)) -> dict[str, Any]:
     expected = demo_key(request.app.state.ctx.custody_secret)
     if x_demo_key is None or not hmac.compare_digest(x_demo_key, expected):
         raise HTTPException(401, "the demo merchant's service wants its own key")

@@ -41,9 +41,7 @@ def dataset_grant(
     return grant
 
 
-def pick_table(
-    session: Session, grant: access.Grant, table: str | None
-) -> copies.SharedTable:
+def pick_table(session: Session, grant: access.Grant, table: str | None) -> copies.SharedTable:
     available = copies.tables(session, grant)
     if not available:
         raise NotDeliverable("the product has no data file yet")

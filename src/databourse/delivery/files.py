@@ -142,6 +142,9 @@ def _first_fetch(ctx: AppContext, d: Download) -> bool:
 def _meter_rows(ctx: AppContext, d: Download, copy: Copy, grant: access.Grant) -> None:
     """Charge the copy's rows to the contract at the link's first fetch, within
     ``max_rows``."""
+    if d.fetches > 0:  # charged at its first fetch already
+        _first_fetch(ctx, d)
+        return
     meter = ctx.meter(d.path)
     r = meter.reserve(grant.contract_id, "row", copy.row_count, grant.policy.count.max_rows)
     if r is None:

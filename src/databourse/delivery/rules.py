@@ -81,9 +81,7 @@ def declared(policy: UsagePolicy, purpose: str | None, territory: str) -> Refusa
         return Refusal("purpose", f"purpose {purpose!r} is not licensed; licensed: {allowed}")
     if not any(within(territory, t) for t in policy.territories):
         allowed = ", ".join(policy.territories)
-        return Refusal(
-            "territory", f"use in {territory!r} is not licensed; licensed: {allowed}"
-        )
+        return Refusal("territory", f"use in {territory!r} is not licensed; licensed: {allowed}")
     return None
 
 
