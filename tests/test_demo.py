@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select
 
 from databourse.catalog.models import Product
+from databourse.delivery.models import Copy, Download, Upstream
 from databourse.demands.models import Demand
 from databourse.ledger.models import LedgerEntry
 from databourse.market.models import Contract
@@ -59,11 +60,18 @@ def test_seed_twice_creates_the_world_once(tmp_path: Path) -> None:
         demands = c.scalar(select(func.count()).select_from(Demand))
     assert sorted(products.values()) == ["in_review", "listed", "listed"]
     assert demands == 2
-    # trades: a settled negotiated subscription, a settled package, an active metered contract
+    # trades: a settled negotiated subscription, a settled package, two active metered
+    # contracts (the API's calls, the dataset's rows)
     with engine.connect() as c:
         trades = sorted(c.execute(select(Contract.status, Contract.payment_status)).all())
         fee = c.scalar(select(Account.balance_fen).where(Account.kind == "fee_revenue"))
-    assert trades == [("active", "none"), ("active", "released"), ("active", "released")]
+        copies = c.scalar(select(func.count()).select_from(Copy))
+        links = c.execute(select(Download.path, Download.format)).all()
+        upstreams = c.scalar(select(func.count()).select_from(Upstream))
+    assert trades == [("active", "none")] * 2 + [("active", "released")] * 2
+    # deliveries: both dataset buyers hold their own fingerprinted copy; the API has its
+    # upstream
+    assert copies == 2 and links == [("download", "csv")] * 2 and upstreams == 1
     assert fee == 33_000 + 120_000  # 3 % of ¥11,000 and of ¥40,000
     # the seed's history is on the ledger, and the ledger agrees with the rows
     verify = _cli(tmp_path, "ledger", "verify")

@@ -61,6 +61,18 @@ app.add_typer(trade_app, name="trade")
 app.add_typer(auction_app, name="auction")
 app.add_typer(money_app, name="money")
 
+from databourse.delivery.cli import delivery_app  # noqa: E402
+
+app.add_typer(delivery_app, name="delivery")
+
+from databourse.delivery.sharing_cli import share_app  # noqa: E402
+
+app.add_typer(share_app, name="share")
+
+from databourse.delivery.gateway_cli import gateway_app  # noqa: E402
+
+app.add_typer(gateway_app, name="gateway")
+
 console = Console()
 err = Console(stderr=True)
 
@@ -342,6 +354,15 @@ def demo_seed() -> None:
                 load_secret(settings.custody_secret_file),
                 {s.key: s.email for s in seeded},
             )
+    from databourse.api.context import AppContext
+    from databourse.demo_delivery import seed_delivery
+
+    ctx = AppContext.build(settings)
+    try:
+        with console.status("Seeding the API upstream, downloads and fingerprinted copies…"):
+            supply += seed_delivery(ctx, {s.key: s.email for s in seeded})
+    finally:
+        ctx.db.dispose()
     table = Table("role", "login e-mail", "status", "organisation", "id", "new", title="Demo world")
     for s in seeded:
         table.add_row(s.key, s.email, s.status, s.name, s.org_id, "yes" if s.created else "")

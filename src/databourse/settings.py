@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     exchange_name: str = "databourse.local"
     public_url: str = Field(
         "http://127.0.0.1:8000",
-        description="The exchange's public base URL: the IRIs of DCAT and ODRL documents.",
+        description="The exchange's public base URL: DCAT and ODRL IRIs, share profiles, demo.",
     )
     access_token_ttl_seconds: int = 900
     session_ttl_seconds: int = 7 * 24 * 3600
@@ -96,9 +96,6 @@ class Settings(BaseSettings):
     download_link_minutes: int = Field(15, gt=0, description="Lifetime of a download link.")
     share_link_minutes: int = Field(
         60, gt=0, description="Lifetime of a Delta Sharing pre-signed file URL."
-    )
-    public_url: str = Field(
-        "http://127.0.0.1:8000", description="Where clients reach the exchange (links, demo)."
     )
     demo_upstream: bool = Field(
         False, description="Serve the demo merchant's API at /demo/upstream (demo only)."

@@ -95,6 +95,12 @@ BODIES: dict[str, Any] = {
     "auction.open": {"product_id": "prd_none", "plan": "x", "term_days": 30},
     "auction.bid": {"purpose": "research", "commitment": "0" * 64},
     "auction.reveal": {"amount_fen": 1, "nonce": "0" * 32},
+    "upstream.set": {"base_url": "https://upstream.example", "allowed_paths": ["/score"]},
+    "download.create": {"purpose": "research"},
+    "fingerprint.set": {
+        "key_columns": ["a"],
+        "marks": [{"name": "b", "kind": "integer", "tolerance": 1}],
+    },
 }
 
 
@@ -134,6 +140,7 @@ TRADE_IDS = (
     "agency_id",
     "transfer_id",
     "signing_key_id",
+    "trace_id",
 )
 
 # paths naming an organisation's object
@@ -177,26 +184,33 @@ def test_matrix(
         "index": "0",
         "product_kind": "dataset",
         "tier": "standard",
+        "path": "score",  # the gateway's forwarded path
         **dict.fromkeys(TRADE_IDS, "x_none"),
         **objects,
     }
     url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path).removeprefix("/api/v1")
+    if not path.startswith("/api/v1"):  # the gateway: outside the API's prefix
+        url = exchange.base_url + url
     with me.client() as c:
-        if action == "file.upload":
+        if action in ("file.upload", "trace.create"):
             r = c.post(url, files={"file": ("m.csv", b"a,b\n1,2\n", "text/csv")})
         else:
             body = _body(action, path) if method in ("POST", "PATCH", "PUT") else None
             # money commands need an Idempotency-Key; without one they would answer 428
             headers = {"Idempotency-Key": secrets.token_hex(8)} if method != "GET" else {}
             r = c.request(method, url, json=body, headers=headers)
+    # a gateway call is the caller's own use (under its own contract) of anyone's product
+    object_owner = (me if action == "gateway.call" else owner).id if OWNED.search(path) else None
     try:
-        authorize(_principal(me, roles, status), action, owner.id if OWNED.search(path) else None)
+        authorize(_principal(me, roles, status), action, object_owner)
         allowed = True
     except DataBourseError:
         allowed = False
     if not allowed:
         assert r.status_code in (403, 404), (r.status_code, r.text)
         assert r.headers["content-type"] == "application/problem+json"
+    elif action == "gateway.call":  # allowed by the policy; refused for want of a contract
+        assert r.json()["type"] == "urn:databourse:problem:no-usable-contract", r.text
     else:
         assert r.status_code not in (401, 403), (r.status_code, r.text)
 

@@ -48,12 +48,14 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         ticker = None
         for meter in ctx.meters.values():
             meter.start()
+        gateway_api.open_gateway(app)
         if settings.checkpoint_interval_seconds > 0:
             ticker = asyncio.create_task(_checkpoints(ctx, settings.checkpoint_interval_seconds))
         yield
         log.info("exchange stopping: closing database connections")
         if ticker is not None:
             ticker.cancel()
+        await gateway_api.close_gateway(app)
         log.info("exchange stopping: writing buffered usage records")
         for meter in ctx.meters.values():
             await asyncio.to_thread(meter.stop)
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     from databourse.catalog import api as catalog_api
     from databourse.delivery import api as delivery_api
     from databourse.delivery import files as delivery_files
+    from databourse.delivery import gateway_api, sharing_api
     from databourse.demands import api as demands_api
     from databourse.ledger import api as ledger_api
     from databourse.market import api as market_api
@@ -91,10 +94,18 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     v1.include_router(market_api.router)
     v1.include_router(auction_api.router)
     v1.include_router(settlement_api.router)
+    v1.include_router(gateway_api.router)
     v1.include_router(delivery_api.router)
+    v1.include_router(sharing_api.router)
     app.include_router(health.router)
     app.include_router(v1)
+    app.include_router(gateway_api.gateway)
     app.include_router(delivery_files.router)  # signed links: /files/<token>
+    if settings.demo_upstream:
+        from databourse import demo_upstream
+
+        app.include_router(demo_upstream.router)
+    app.include_router(sharing_api.protocol)  # Delta Sharing: /delta-sharing/…
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
