@@ -21,7 +21,8 @@ from databourse.catalog.models import Product
 from databourse.db import advance_clock
 from databourse.delivery import access, copies, fingerprint, keys, schemes
 from databourse.delivery.errors import UsageRefused
-from databourse.delivery.models import Copy
+from databourse.delivery.models import Copy, FingerprintScheme
+from databourse.ledger import audit
 from databourse.ledger.models import LedgerEntry
 from databourse.market.models import Contract
 from tests.conftest import TLS, Exchange
@@ -317,3 +318,47 @@ def test_the_merchant_traces_a_leak_to_its_buyer(exchange: Exchange) -> None:
     with ex.ctx.reads() as s:
         entry = s.scalar(select(LedgerEntry).where(LedgerEntry.subject == t["id"]))
         assert entry is not None and entry.kind == "trace.completed"
+
+
+def test_the_merchant_declares_the_scheme_and_an_edit_of_it_is_found(exchange: Exchange) -> None:
+    ex = exchange
+    with ex.ctx.reads() as s:
+        from databourse.catalog import services as catalog
+
+        asset = catalog.asset_ids_of(s, bus(ex))[0]
+    with ex.as_demo("merchant_a") as m, ex.as_demo("buyer_a") as b:
+        got = ok(m.get(f"/assets/{asset}/fingerprint"))
+        assert got["declared"] and got["revision"] >= 1
+        marks = {x["name"]: x for x in got["scheme"]["marks"]}
+        assert marks["上车人次"]["relative"] == 0.03
+        refused(
+            b.get(f"/assets/{asset}/fingerprint"), 403, "forbidden"
+        )  # not a role that reads schemes
+        bad = {
+            "key_columns": ["线路"],
+            "marks": [{"name": "站点", "kind": "integer", "tolerance": 1}],
+        }
+        r = m.put(f"/assets/{asset}/fingerprint", json=bad)
+        refused(r, 422, "invalid-fingerprint-scheme")
+        assert r.json()["problems"]
+        with ex.ctx.writes() as s:  # widen the tolerance behind the exchange's back
+            row = s.get(FingerprintScheme, asset)
+            assert row is not None
+            original = dict(row.scheme)
+            row.scheme = {**original, "gamma": 2}
+            s.commit()
+        try:
+            with ex.ctx.reads() as s:
+                found = [f for f in audit.verify(s).findings if f.subject == f"fingerprint:{asset}"]
+            assert [f.problem for f in found] == ["edited"]
+            body = {
+                "key_columns": original["key_columns"],
+                "marks": [{k: v for k, v in x.items()} for x in original["marks"]],
+            }
+            refused(m.put(f"/assets/{asset}/fingerprint", json=body), 409, "ledger-mismatch")
+        finally:  # put the row back: the database is shared with other tests
+            with ex.ctx.writes() as s:
+                row = s.get(FingerprintScheme, asset)
+                assert row is not None
+                row.scheme = original
+                s.commit()

@@ -31,6 +31,10 @@ class Upstream(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    @property
+    def ledger_subject(self) -> str:
+        return f"upstream:{self.product_id}"
+
 
 class FingerprintScheme(Base):
     """The merchant's declared fingerprint scheme of an asset's data: which columns
@@ -43,6 +47,10 @@ class FingerprintScheme(Base):
     revision: Mapped[int] = mapped_column(Integer, default=1)
     updated_by: Mapped[str] = mapped_column(String(80))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def ledger_subject(self) -> str:
+        return f"fingerprint:{self.asset_id}"
 
 
 class Copy(Base):

@@ -96,13 +96,26 @@ def _bill_state(bill: Any) -> dict[str, Any]:
 def _delivery_coverage() -> Coverage:
     from databourse.delivery.copies import copy_state
     from databourse.delivery.files import download_state
-    from databourse.delivery.models import Copy, Download, Trace
+    from databourse.delivery.gateway import upstream_state
+    from databourse.delivery.models import (
+        Copy,
+        Download,
+        FingerprintScheme,
+        Recipient,
+        Trace,
+        Upstream,
+    )
+    from databourse.delivery.schemes import state as scheme_state
+    from databourse.delivery.sharing import recipient_state
     from databourse.delivery.tracing import trace_state
 
     return {
         "cpy": (Copy, copy_state),
         "dl": (Download, download_state),
         "trc": (Trace, trace_state),
+        "rcp": (Recipient, recipient_state),
+        "upstream": (Upstream, upstream_state),
+        "fingerprint": (FingerprintScheme, scheme_state),
     }
 
 
@@ -308,28 +321,31 @@ def _check_rows(
     for prefix, (model, state_of) in coverage.items():
         for row in session.scalars(select(model)):
             report.rows += 1
-            seen.add(row.id)
-            if row.id not in last_state:
+            # a row's subject is its id, or (for rows keyed by another object's id, such as
+            # a product's upstream) the ``ledger_subject`` its model names
+            subject = getattr(row, "ledger_subject", None) or row.id
+            seen.add(subject)
+            if subject not in last_state:
                 report.findings.append(
                     Finding(
                         "inserted",
                         None,
-                        row.id,
-                        f"{model.__tablename__} row {row.id} has no ledger entry",
+                        subject,
+                        f"{model.__tablename__} row {subject} has no ledger entry",
                     )
                 )
-            elif state_hash(state_of(row)) != last_state[row.id]:
+            elif state_hash(state_of(row)) != last_state[subject]:
                 report.findings.append(
                     Finding(
                         "edited",
-                        last_seq[row.id],
-                        row.id,
-                        f"{model.__tablename__} row {row.id} differs from entry {last_seq[row.id]}",
+                        last_seq[subject],
+                        subject,
+                        f"{model.__tablename__} row {subject} differs from entry {last_seq[subject]}",
                     )
                 )
         session.expunge_all()
         for subject, seq in last_seq.items():
-            if subject.startswith(prefix + "_") and subject not in seen:
+            if subject.startswith((prefix + "_", prefix + ":")) and subject not in seen:
                 report.findings.append(
                     Finding(
                         "deleted",
