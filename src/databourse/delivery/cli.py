@@ -112,7 +112,7 @@ def downloads_cmd(contract_id: str, as_: As = None) -> None:
         console.print(read(ctx, as_, show))
 
 
-def _bar(score: float, top: float, width: int = 30) -> str:
+def _bar(score: float, top: float, width: int = 20) -> str:
     n = 0 if top <= 0 else max(0, round(width * score / top))
     return "█" * n
 
@@ -138,10 +138,15 @@ def trace_cmd(
         ranking = t.result.get("ranking", [])
         top = max((s["score"] for s in ranking), default=0.0)
         table = Table(
-            "contract", "buyer", "score", "", "matched/evidence", "P(false accusation)",
-            "accused", title=f"Trace {t.id}: {t.suspect_rows:,} suspect rows, "
-            f"{t.result.get('rows_matched', 0):,} matched",
-        )  # fmt: skip
+            title=f"Trace {t.id}: {t.suspect_rows:,} suspect rows, "
+            f"{t.result.get('rows_matched', 0):,} matched"
+        )
+        table.add_column("contract", no_wrap=True, min_width=24)  # ids are never cut
+        table.add_column("buyer")
+        table.add_column("score", justify="right")
+        table.add_column("", no_wrap=True, min_width=20)  # the score as a bar
+        for name in ("matched/evidence", "P(false accusation)", "accused"):
+            table.add_column(name)
         for s in ranking:
             buyer = names.get(buyers.get(s["recipient"], ""), "")
             table.add_row(
