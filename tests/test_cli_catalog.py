@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from databourse.cli import app
-from databourse.settings import get_settings
 from tests import factories
+from tests.console import Console, one_id, seeded
 
 MERCHANT = "merchant-a@databourse.example"
 BUYER = "buyer-a@databourse.example"
@@ -29,45 +26,12 @@ ROWS = [
 ]
 
 
-class Console:
-    """Runs ``databourse`` commands against one data directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = data_dir
-        # two rows per chunk: the file has several chunks to prove
-        self.env = {"DATABOURSE_DATA_DIR": str(data_dir), "DATABOURSE_COMMITMENT_CHUNK_ROWS": "2"}
-        self.runner = CliRunner(env=self.env)
-
-    def __call__(self, *args: str, ok: bool = True) -> Result:
-        result = self.runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
-
-    def write(self, name: str, doc: object) -> str:
-        path = self.dir / name
-        path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-        return str(path)
-
-
-def one_id(prefix: str, text: str) -> str:
-    found = re.findall(rf"\b{prefix}_[0-9a-f]{{20}}\b", text)
-    assert found, text
-    return found[0]
-
-
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    console = Console(tmp_path_factory.mktemp("exchange"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in console.env.items():
-            mp.setenv(name, value)
-        mp.delenv("DATABOURSE_DATABASE_URL", raising=False)
-        get_settings.cache_clear()  # the settings are read once per process
-        console("db", "upgrade")
-        console("demo", "seed")
-        yield console
-    get_settings.cache_clear()
+    # two rows per chunk: the file has several chunks to prove
+    made = Console(tmp_path_factory.mktemp("exchange"), DATABOURSE_COMMITMENT_CHUNK_ROWS="2")
+    with seeded(made) as c:
+        yield c
 
 
 def test_supply_side_through_the_console(cli: Console) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from databourse.cli import app
 from databourse.settings import get_settings
-from tests.test_cli_trade import Console
+from tests.console import Console, seeded
 
 BUYER = "buyer-a@databourse.example"
 MERCHANT = "merchant-a@databourse.example"
@@ -32,20 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    console = Console(tmp_path_factory.mktemp("exchange"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in console.env.items():
-            mp.setenv(name, value)
-        mp.delenv("DATABOURSE_DATABASE_URL", raising=False)
-        from databourse.assets import cli as shared
-
-        for out in (shared.console, shared.err):
-            mp.setattr(out, "_width", 200)
-        get_settings.cache_clear()
-        console("db", "upgrade")
-        console("demo", "seed")
-        yield console
-    get_settings.cache_clear()
+    with seeded(Console(tmp_path_factory.mktemp("exchange"))) as c:
+        yield c
 
 
 def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -14,15 +14,15 @@ import json
 import re
 import stat
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from databourse.cli import app
 from databourse.market.cli import trade_app
 from databourse.settings import get_settings
+from tests import console
+from tests.console import one_id
 
 MERCHANT = "merchant-a@databourse.example"
 BUYER = "buyer-a@databourse.example"
@@ -31,24 +31,15 @@ PLAN = "包年订阅 yearly"
 PRODUCT_TITLE = "上海公交线路小时客流 Shanghai hourly bus ridership by line and stop"
 
 
-class Console:
-    """Runs ``databourse`` commands against one data directory."""
+class Console(console.Console):
+    """The console, with the trade group invoked directly and a deposit step."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = data_dir
-        self.env = {"DATABOURSE_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-        self.runner = CliRunner(env=self.env)
-
-    def __call__(self, *args: str, ok: bool = True) -> Result:
+    def invoke(self, args: list[str]) -> Result:
         # ``databourse trade …`` runs the trade group; invoking the group itself spares
         # building every other group's commands on each call (most of a call's time)
         if args[0] == "trade":
-            result = self.runner.invoke(trade_app, list(args[1:]))
-        else:
-            result = self.runner.invoke(app, list(args))
-        if ok:
-            assert result.exit_code == 0, (args, result.output, result.exception)
-        return result
+            return self.runner.invoke(trade_app, args[1:])
+        return super().invoke(args)
 
     def fund(self, email: str, fen: int) -> None:
         """The user's organisation deposits by bank transfer; the operator confirms it."""
@@ -56,38 +47,11 @@ class Console:
         transfer_id = one_id("trf", requested)
         self("money", "confirm", transfer_id, "--rail-ref", f"BANK-{transfer_id[-8:]}")
 
-    def refused(self, *args: str) -> str:
-        """A refusal: one line, exit code 1, no traceback."""
-        result = self(*args, ok=False)
-        assert result.exit_code == 1, (args, result.output)
-        assert isinstance(result.exception, SystemExit), result.exception
-        assert "Traceback" not in result.output
-        return result.output
-
-
-def one_id(prefix: str, text: str) -> str:
-    found = re.findall(rf"\b{prefix}_[0-9a-f]{{20}}\b", text)
-    assert found, text
-    return found[0]
-
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    console = Console(tmp_path_factory.mktemp("exchange"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in console.env.items():
-            mp.setenv(name, value)
-        mp.delenv("DATABOURSE_DATABASE_URL", raising=False)
-        # the consoles were made at import, before COLUMNS was set: fix their width
-        from databourse.assets import cli as shared
-
-        for out in (shared.console, shared.err):
-            mp.setattr(out, "_width", 200)
-        get_settings.cache_clear()  # the settings are read once per process
-        console("db", "upgrade")
-        console("demo", "seed")
-        yield console
-    get_settings.cache_clear()
+    with console.seeded(Console(tmp_path_factory.mktemp("exchange"))) as c:
+        yield c
 
 
 def bus_ridership(merchant_email: str) -> str:
