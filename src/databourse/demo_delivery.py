@@ -18,9 +18,8 @@ from databourse.catalog.vocab import Purpose
 from databourse.delivery import downloads, gateway, schemes
 from databourse.delivery.models import Upstream
 from databourse.demo_supply import principal_of
-from databourse.demo_trades import _actor, _product, _sign_by_both
+from databourse.demo_trades import _actor, _product, metered_contract
 from databourse.demo_upstream import AUTH_HEADER, PREFIX, demo_key
-from databourse.market import negotiation, schemas
 from databourse.market.models import Contract
 from databourse.uow import UnitOfWork
 
@@ -80,22 +79,10 @@ def seed_delivery(ctx: AppContext, emails: dict[str, str]) -> list[str]:
         uow.commit()
     created.append(f"gateway upstream of the risk-score API: {base}")
 
-    with UnitOfWork(sessions, _actor(buyer_b)) as uow:
-        c = negotiation.buy(
-            uow,
-            buyer_b,
-            ctx.settings,
-            schemas.ContractIn(
-                product_id=bus,
-                purpose=Purpose.marketing,
-                plan=BUS_METERED,
-                term_days=180,
-                billing="prepaid",
-            ),
-        )
-        uow.commit()
-        metered = c.id
-    _sign_by_both(sessions, ctx.custody_secret, metered, buyer_b, merchant_a)
+    metered = metered_contract(
+        sessions, ctx.settings, ctx.custody_secret, (buyer_b, merchant_a), bus,
+        Purpose.marketing, BUS_METERED, 180,
+    )  # fmt: skip
     created.append(f"metered contract {metered}: bus ridership per row, active")
 
     with ctx.reads() as s:

@@ -71,6 +71,37 @@ def _sign_by_both(
             uow.commit()
 
 
+def metered_contract(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    secret: bytes,
+    parties: tuple[Principal, Principal],
+    product_id: str,
+    purpose: Purpose,
+    plan: str,
+    term_days: int,
+) -> str:
+    """A metered contract (prepaid) bought at the listing's terms and signed by both."""
+    buyer, merchant = parties
+    with UnitOfWork(sessions, _actor(buyer)) as uow:
+        c = negotiation.buy(
+            uow,
+            buyer,
+            settings,
+            schemas.ContractIn(
+                product_id=product_id,
+                purpose=purpose,
+                plan=plan,
+                term_days=term_days,
+                billing="prepaid",
+            ),
+        )
+        uow.commit()
+        cid = c.id
+    _sign_by_both(sessions, secret, cid, buyer, merchant)
+    return cid
+
+
 def _settle(
     sessions: sessionmaker[Session], cid: str, buyer: Principal, merchant: Principal
 ) -> None:
@@ -168,22 +199,10 @@ def seed_trades(
         uow.commit()
     created.append(f"package contract {pkg}: risk-score API, ¥40,000.00, settled; commission paid")
 
-    with UnitOfWork(sessions, _actor(buyer_a)) as uow:
-        c = negotiation.buy(
-            uow,
-            buyer_a,
-            settings,
-            schemas.ContractIn(
-                product_id=api,
-                purpose=Purpose.credit_assessment,
-                plan=API_METERED,
-                term_days=90,
-                billing="prepaid",
-            ),
-        )
-        uow.commit()
-        metered = c.id
-    _sign_by_both(sessions, secret, metered, buyer_a, merchant_b)
+    metered = metered_contract(
+        sessions, settings, secret, (buyer_a, merchant_b), api, Purpose.credit_assessment,
+        API_METERED, 90,
+    )  # fmt: skip
     with UnitOfWork(sessions) as uow:
         start = uow.session.get(Contract, metered).starts_at  # type: ignore[union-attr]
         calls = [
