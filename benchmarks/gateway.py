@@ -4,11 +4,15 @@ Three uvicorn processes: a minimal upstream (a plain ASGI callable answering eve
 with a small JSON object, one field of which the contract does not license), the exchange
 (``create_app``) and a bare proxy (a minimal async FastAPI app forwarding ``GET
 /p/{path}`` to the same upstream over one pooled ``httpx.AsyncClient``). The gateway does
-everything the bare proxy does, plus: resolve the buyer's API key, read the contract's
-facts and the upstream registration in one read session in a worker thread, check the
-usage policy (term, purpose, territory, path, fields, rate, count), strip the unlicensed
-field (parse and re-serialise the JSON), and meter the call and its bytes (buffered,
-written in batches with their ledger entry).
+everything the bare proxy does, plus, per call: route through the exchange's whole
+routing table; read the ledger head (one primary-key query on a dedicated autocommit
+connection, on the event loop); when the decision for this key, product and contract was
+loaded under that head, reuse it (otherwise — about once a second here, as each metering
+flush moves the head — load the caller, the contract's facts and the upstream in a worker
+thread); check the usage policy on it at the current time (term, purpose, territory,
+path, fields, rate, count: reserved and settled in memory); strip the unlicensed field
+(parse and re-serialise the JSON); and meter the call (one event) and its bytes (merged
+per contract and flush), written in batches with their ledger entry.
 
 The world: the demo organisations; the demo merchant ``merchant_b`` lists an ``api``
 product with a per-call metered plan and a policy with a call count limit but no rate
@@ -394,6 +398,11 @@ def gateway(console: Console) -> Outcome:
             "the gateway call: `GET /gateway/{product}/score?mobile=…` with a read/write API "
             "key and `X-Purpose`; the contract has a call count limit (reserved and settled "
             "per call) and no rate limit; one response field is stripped",
+            "per call the gateway reads the ledger head (one primary-key query) and, when its "
+            "cached decision for the key, product and contract was loaded under that head, "
+            "judges the call on it without a worker thread; each metering flush (every "
+            "second) appends to the ledger, so the decision is reloaded about once a second; "
+            "usage: one `call` event per call, one `byte` event per contract per flush",
             f"load: {CLIENT_PROCESSES} client processes × {THREADS_PER_CLIENT} threads per "
             "server, keep-alive loopback connections, client `raw`",
             f"{WARMUP} warm-up requests per server, then up to {ROUNDS} rounds of "

@@ -474,6 +474,7 @@ def test_suspensions_and_expiry_refuse_the_next_request(
         ok(o.post(f"/contracts/{cids[0]}/reinstate", json=reason))
         assert call(0).status_code == 200
 
+        assert call(1).status_code == 200  # the decision cached, then the suspension
         ok(o.post(f"/organisations/{buyers[1].id}/suspend", json=reason))
         p = refused(call(1), 403, "suspended", "usage-refused")
         assert "buyer" in p["detail"]
@@ -496,6 +497,87 @@ def test_suspensions_and_expiry_refuse_the_next_request(
         refused(call(0, **{"X-Contract": cids[0]}), 403, "term", "usage-refused")
     u = usage(ex, cids[0])
     assert u["call"]["calls"] == 5 and u["call"]["refused"] == 3
+
+
+def test_a_cached_decision_never_outlives_a_change(
+    exchange: Exchange, upstream: up.Upstream
+) -> None:
+    """The gateway reuses a decision only under the ledger head it was loaded under: each
+    change — a contract, an organisation or a product suspended, the upstream
+    re-registered, the API key revoked — refuses the very next call of a credential
+    whose decision was cached (the call just before it was answered from the cache)."""
+    ex = exchange
+    op, reg = world.party(ex, ["operator"]), world.party(ex, ["regulator"])
+    merchant, buyer = world.party(ex, ["merchant"]), world.party(ex, ["buyer"])
+    pid = api_product(ex, merchant)
+    register(ex, merchant, pid, upstream.base_url)
+    cid = contract(ex, buyer, merchant, pid)
+    with world.client(ex, buyer) as b:
+        created = ok(
+            b.post(
+                f"/organisations/{buyer.id}/api-keys",
+                json={"name": "gw", "scopes": ["read", "write"]},
+            ),
+            201,
+        )
+    apikey, key_id = created["key"], created["id"]
+    # a server of its own, whose meter writes (and so moves the head) only when it stops
+    settings = make_settings(
+        ex.ctx.settings.data_dir, ex.ctx.settings.database_url, meter_flush_seconds=3600
+    )
+    app = create_app(settings, configure_logging=False)
+    server, thread, base = serve_in_thread(app)
+    ex.ctx.meter("gateway").flush()  # nothing of the shared server's is left to write
+    reason = {"reason": "inquiry"}
+
+    def call(credential: str = apikey) -> httpx.Response:
+        with gw(ex, credential, pid, base) as g:
+            return g.get("/score", params={"mobile": "9"})
+
+    def cached() -> None:
+        """Two calls: the second is decided from the cache."""
+        cache = app.state.gateway.decisions
+        for _ in range(3):  # a commit of another test's server may land in between
+            assert call().status_code == 200
+            hits = cache.hits
+            assert call().status_code == 200
+            if cache.hits == hits + 1:
+                return
+        pytest.fail("the gateway's decision was never reused")
+
+    try:
+        with world.client(ex, op) as o, world.client(ex, reg) as r:
+            for suspend, reinstate, by, detail in (
+                (r.post, o.post, f"/contracts/{cid}", "contract"),
+                (o.post, o.post, f"/organisations/{buyer.id}", "buyer"),
+                (o.post, o.post, f"/organisations/{merchant.id}", "merchant"),
+                (r.post, o.post, f"/products/{pid}", "product"),
+            ):
+                cached()
+                ok(suspend(f"{by}/suspend", json=reason))
+                p = refused(call(), 403, "suspended", "usage-refused")
+                assert detail in p["detail"] and p["contract_id"] == cid
+                ok(reinstate(f"{by}/reinstate", json=reason))
+                assert call().status_code == 200
+            # the upstream re-registered with the path closed: refused; reopened: served
+            cached()
+            register(ex, merchant, pid, upstream.base_url, allowed_paths=["/list"])
+            refused(call(), 403, "path", "usage-refused")
+            register(ex, merchant, pid, upstream.base_url)
+            cached()
+            # the API key revoked: refused at once
+            with world.client(ex, buyer) as b:
+                ok(b.post(f"/api-keys/{key_id}/revoke"))
+            p = refused(call(), 401, None, "invalid-token")
+            assert "revoked" in p["detail"]
+            # the buyer's access token is decided and cached apart from its keys
+            assert call(buyer.token).status_code == 200
+            assert call(buyer.token).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+    u = usage(ex, cid)
+    assert u["call"]["refused"] == 5 and u["byte"]["quantity"] > 0
 
 
 def test_metered_calls_survive_a_clean_stop_and_are_billed(

@@ -1,9 +1,10 @@
 """Which contract a use falls under, and whether the policy lets it happen now.
 
 One query gathers what ``rules`` needs — the contract, its product's status and both
-organisations' statuses — straight from the database on every request, never from a
-cache: a suspension or an expiry stops the very next request on every delivery path, in
-every process.
+organisations' statuses — straight from the database, never from a cache of unknown age:
+a suspension or an expiry stops the very next request on every delivery path, in every
+process. (The API gateway reuses these facts only while the ledger head shows that no
+state change has been committed since they were read: ``delivery.decisions``.)
 """
 
 from __future__ import annotations
@@ -118,12 +119,19 @@ def refuse(refusal: rules.Refusal, grant: Grant | None = None) -> UsageRefused:
     return UsageRefused(refusal.detail, constraint=refusal.constraint, **extra)
 
 
-def usable(session: Session, contract_id: str, now: datetime | None = None) -> Grant:
-    """The contract's grant if it can be used right now; ``UsageRefused`` otherwise."""
+def grant_and_facts(
+    session: Session, contract_id: str, now: datetime | None = None
+) -> tuple[Grant, rules.UseFacts]:
+    """The contract's grant and the facts ``rules.standing`` judges it by, not judged."""
     row = session.execute(_query().where(Contract.id == contract_id)).one_or_none()
     if row is None:
         raise NoUsableContract(f"contract {contract_id} not found")
-    grant, facts = _grant_and_facts(row, now or utcnow())
+    return _grant_and_facts(row, now or utcnow())
+
+
+def usable(session: Session, contract_id: str, now: datetime | None = None) -> Grant:
+    """The contract's grant if it can be used right now; ``UsageRefused`` otherwise."""
+    grant, facts = grant_and_facts(session, contract_id, now)
     refusal = rules.standing(facts)
     if refusal is not None:
         raise refuse(refusal, grant)
@@ -181,3 +189,16 @@ def contract_for(
             f"you hold no active contract on product {product_id}", product_id=product_id
         )
     return found
+
+
+def choice_changes_at(
+    session: Session, buyer_org_id: str, product_id: str, now: datetime
+) -> datetime | None:
+    """The first instant after ``now`` at which ``contract_for`` without a named contract
+    may choose differently: the next start or end of a term of the buyer's contracts on
+    the product (None: never, by time alone)."""
+    q = select(Contract.starts_at, Contract.ends_at).where(
+        Contract.buyer_org_id == buyer_org_id, Contract.product_id == product_id
+    )
+    later = [t for row in session.execute(q) for t in row if t > now]
+    return min(later, default=None)

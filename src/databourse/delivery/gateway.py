@@ -8,8 +8,10 @@ presents to it. The credential is sealed (AES-256-GCM, bound to the product id) 
 shown again, logged or put on the ledger: the ``upstream.registered`` entry commits to a
 SHA-256 of the sealed value only.
 
-A call (``admit``) is checked in one read session, straight from the database, in this
-order — the first failure is the answer:
+A call is decided on facts read from the database (``load``: the caller, its contract's
+grant and standing, the upstream with its credential unsealed) and judged against them
+at the call's time (``judge``, then ``admit``), in this order — the first failure is the
+answer:
 
 1. the caller: an API key or access token of an admitted buyer (``gateway.call``);
 2. the contract: the buyer's active contract on the product (or the one ``X-Contract``
@@ -20,6 +22,13 @@ order — the first failure is the answer:
 5. ``rate``: the contract's rate limits (this process's ``RateLimiter``);
 6. ``count``: the call count, under the tightest of ``count.max_calls`` and a package's
    units (``Meter.reserve``: the reservation is settled with the call's outcome).
+
+The loaded facts are reused for the next calls with the same credential, product and
+``X-Contract`` while the ledger head — read on every call — is the one they were loaded
+under, and their credential and choice of contract hold by time (``decisions``): every
+change to them is committed with a ledger entry that moves the head, so a suspension or
+revocation committed before a call refuses it, in every process. Time is judged on every
+call.
 
 A refusal from step 2 on names the contract, so the route meters it as ``refused``.
 
@@ -35,20 +44,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import jwt
 from pydantic import Field
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from databourse.auth.errors import InvalidToken
+from databourse.auth.models import ApiKey
 from databourse.auth.policy import Principal, authorize
 from databourse.auth.services import TokenConfig, principal_from_bearer
 from databourse.catalog.models import Product
 from databourse.db import utcnow
-from databourse.delivery import access, keys, rules
+from databourse.delivery import access, decisions, keys, rules
 from databourse.delivery.errors import (
     InvalidUpstream,
     NotDeliverable,
@@ -59,7 +73,8 @@ from databourse.delivery.meter import Meter, Reservation
 from databourse.delivery.models import Upstream
 from databourse.delivery.ratelimit import RateLimiter, retry_after
 from databourse.errors import NotFound, OrganisationInactive
-from databourse.ledger.writer import assert_untampered
+from databourse.ledger.models import LedgerHead
+from databourse.ledger.writer import HEAD_ID, assert_untampered
 from databourse.schemas import Out, Strict
 from databourse.uow import UnitOfWork
 
@@ -313,12 +328,41 @@ class CallIn:
 
 
 @dataclass(frozen=True)
+class Route:
+    """An upstream registration as calls use it, its credential unsealed (kept out of
+    ``repr``, so it is never logged)."""
+
+    base_url: str
+    auth_header: str | None
+    auth_value: str | None = field(repr=False)
+    allowed_paths: tuple[str, ...]
+    methods: tuple[str, ...]
+    response_fields: list[str] | None
+    timeout: float  # seconds
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The facts a call is decided on, loaded together under one ledger head: the caller,
+    whether its organisation may call (held, for the contract's standing names it), the
+    contract's grant and standing, and the product's upstream (None: none registered)."""
+
+    principal: Principal
+    inactive: OrganisationInactive | None
+    grant: access.Grant
+    facts: rules.UseFacts  # ``now`` is the load's: judged again with each call's time
+    route: Route | None
+    offered: frozenset[str] | None  # the fields the policy and the upstream allow
+    count_limit: int | None
+
+
+@dataclass(frozen=True)
 class Target:
     """Where and how to forward an admitted call."""
 
     url: str
     auth_header: str | None
-    auth_value: str | None
+    auth_value: str | None = field(repr=False)
     timeout: float  # seconds
     fields: frozenset[str] | None  # the fields the buyer may receive (None: all)
 
@@ -331,7 +375,7 @@ class Admitted:
     calls_left: int | None  # under the count limit, after this call (None: no limit)
 
 
-def path_allowed(patterns: list[str], path: str) -> bool:
+def path_allowed(patterns: Sequence[str], path: str) -> bool:
     for p in patterns:
         if p.endswith("/*"):
             if path.startswith(p[:-1]) and len(path) > len(p) - 1:
@@ -361,26 +405,6 @@ def allowed_fields(
     return None if out is None else frozenset(out)
 
 
-class Unsealed:
-    """Unsealed upstream credentials, keyed by their sealed form: a registration that
-    changes seals anew (fresh nonce), so a cached value is never stale. Bounded."""
-
-    def __init__(self, root: bytes, size: int = 1024) -> None:
-        self.root = root
-        self.size = size
-        self._values: dict[tuple[str, str], str] = {}
-
-    def get(self, product_id: str, sealed: str) -> str:
-        k = (product_id, sealed)
-        value = self._values.get(k)
-        if value is None:
-            value = keys.unseal_text(self.root, product_id, sealed)
-            if len(self._values) >= self.size:
-                self._values.clear()
-            self._values[k] = value
-        return value
-
-
 def count_limit(grant: access.Grant) -> int | None:
     """The tightest call-count limit: the policy's ``max_calls`` and a package's units."""
     limits = [grant.policy.count.max_calls]
@@ -396,23 +420,105 @@ def principal_of(session: Session, tokens: TokenConfig, credential: str | None) 
     return principal_from_bearer(session, tokens, credential)
 
 
-def admit(
-    session: Session,
-    tokens: TokenConfig,
-    secrets: Unsealed,
-    meter: Meter,
-    limiter: RateLimiter,
-    call: CallIn,
-    now: datetime | None = None,
-) -> Admitted:
-    """Run every check of a call, in order; the admitted call with its count reservation,
-    or the first refusal raised. See the module's docstring."""
-    now = now or utcnow()
+class HeadReader:
+    """Reads the ledger head (``decisions.Head``) in one primary-key query, on a
+    connection of its own per thread kept in autocommit, so that every read sees every
+    commit before it and costs one statement (a pooled session would add a ping, a
+    ``BEGIN`` and a rollback: more than the read itself). Cheap enough to run on the
+    event loop: on SQLite a local read; on PostgreSQL one round trip, with a statement
+    timeout so that a lock on the table cannot stall the loop for long.
+
+    The connections are taken from the engine's pool and never given back (they are
+    closed instead), since their transaction mode was changed."""
+
+    SQL = f"SELECT size, root FROM {LedgerHead.__tablename__} WHERE id = {HEAD_ID}"
+    TIMEOUT_MS = 2000
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[Any] = []
+
+    def _connect(self) -> Any:
+        fairy = self.engine.raw_connection()
+        raw: Any = fairy.driver_connection
+        if self.engine.dialect.name == "postgresql":
+            raw.autocommit = True
+            raw.execute(f"SET statement_timeout = {self.TIMEOUT_MS}")
+        else:  # pysqlite: no implicit BEGIN, so each SELECT reads the latest commit
+            raw.isolation_level = None
+        self._local.conn = fairy
+        with self._lock:
+            self._open.append(fairy)
+        return fairy
+
+    def _drop(self, fairy: Any) -> None:
+        self._local.conn = None
+        with self._lock:
+            if fairy in self._open:
+                self._open.remove(fairy)
+        fairy.invalidate()  # closed, never back in the pool with autocommit on
+
+    def read(self) -> decisions.Head:
+        for attempt in (1, 2):  # a connection the server dropped is replaced once
+            fairy = getattr(self._local, "conn", None) or self._connect()
+            try:
+                cur = fairy.driver_connection.cursor()
+                try:
+                    cur.execute(self.SQL)
+                    size, root = cur.fetchone()
+                finally:
+                    cur.close()
+                return decisions.Head(size, bytes(root))
+            except Exception:
+                self._drop(fairy)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            fairies, self._open = self._open, []
+        for fairy in fairies:
+            fairy.invalidate()
+
+
+def _route(u: Upstream, secret_root: bytes) -> Route:
+    auth_value = None
+    if u.auth_secret_sealed is not None:
+        auth_value = keys.unseal_text(secret_root, u.product_id, u.auth_secret_sealed)
+    return Route(
+        base_url=u.base_url,
+        auth_header=u.auth_header if auth_value is not None else None,
+        auth_value=auth_value,
+        allowed_paths=tuple(u.allowed_paths),
+        methods=tuple(u.methods),
+        response_fields=None if u.response_fields is None else list(u.response_fields),
+        timeout=u.timeout_ms / 1000,
+    )
+
+
+def _token_expiry(credential: str) -> float | None:
+    """An access token's ``exp`` (Unix seconds); read once it has been verified."""
+    try:
+        exp = jwt.decode(credential, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:  # pragma: no cover - it was just verified
+        return None
+    return float(exp) if isinstance(exp, int) else None
+
+
+def load(
+    session: Session, tokens: TokenConfig, secret_root: bytes, call: CallIn, now: datetime
+) -> tuple[Decision, decisions.Window]:
+    """Read what the call is decided on, and until when that holds by time alone; the
+    caller's refusal when there is no contract to decide on (the caller unknown, not a
+    buyer, or without a contract on the product)."""
     principal = principal_of(session, tokens, call.credential)
     inactive: OrganisationInactive | None = None
     try:
         authorize(principal, "gateway.call", principal.org_id)
-    except OrganisationInactive as exc:  # named by the contract's standing below
+    except OrganisationInactive as exc:  # named by the contract's standing
         inactive = exc
     try:
         contract_id = access.contract_for(
@@ -422,33 +528,83 @@ def admit(
         if inactive is not None:
             raise inactive from None
         raise
-    grant = access.for_use(session, contract_id, call.purpose, call.territory, now)
-    if inactive is not None:  # pragma: no cover - the standing check names it first
-        raise inactive
+    grant, facts = access.grant_and_facts(session, contract_id, now)
+    route = None
+    if grant.product_kind == "api":
+        u = session.get(Upstream, grant.product_id)
+        if u is not None:
+            route = _route(u, secret_root)
+    ends: list[datetime | None] = []
+    if call.contract_id is None:  # the contract chosen by time: until the choice may change
+        ends.append(access.choice_changes_at(session, principal.org_id, call.product_id, now))
+    wall_until = None
+    if principal.kind == "apikey":
+        ends.append(session.scalar(select(ApiKey.expires_at).where(ApiKey.id == principal.id)))
+    else:  # an access token: its exp, on the wall clock as jwt.decode reads it
+        wall_until = _token_expiry(call.credential or "")
+    decision = Decision(
+        principal,
+        inactive,
+        grant,
+        facts,
+        route,
+        None if route is None else allowed_fields(grant.policy.fields, route.response_fields, None),
+        count_limit(grant),
+    )
+    until = min((t for t in ends if t is not None), default=None)
+    return decision, decisions.Window(now, until, wall_until)
+
+
+def judge(d: Decision, call: CallIn, now: datetime) -> tuple[Route, str, frozenset[str] | None]:
+    """The usage policy's answer on a decision's facts at ``now``, in the order of the
+    module's docstring: the route, the path to forward and the fields the buyer may
+    receive; or the first refusal raised. Pure."""
+    grant = d.grant
+    refusal = rules.standing(replace(d.facts, now=now))
+    if refusal is None:
+        refusal = rules.declared(
+            grant.policy, call.purpose, call.territory or access.DEFAULT_TERRITORY
+        )
+    if refusal is not None:
+        raise access.refuse(refusal, grant)
+    if d.inactive is not None:  # pragma: no cover - the standing check names it first
+        raise d.inactive
     if grant.product_kind != "api":
         raise NotDeliverable(f"product {grant.product_id} is a {grant.product_kind}, not an API")
-    u = session.get(Upstream, grant.product_id)
-    if u is None:
+    route = d.route
+    if route is None:
         raise UpstreamNotConfigured(f"product {grant.product_id} has no upstream registered yet")
 
     path = _clean_path(call.path)
-    if path is None or not path_allowed(u.allowed_paths, path):
+    if path is None or not path_allowed(route.allowed_paths, path):
         shown = call.path if len(call.path) <= 200 else call.path[:200] + "…"
         raise access.refuse(rules.Refusal("path", f"path {shown!r} is not open"), grant)
-    if call.method not in u.methods:
+    if call.method not in route.methods:
         raise access.refuse(
-            rules.Refusal("path", f"{call.method} is not open; open: {', '.join(u.methods)}"),
+            rules.Refusal("path", f"{call.method} is not open; open: {', '.join(route.methods)}"),
             grant,
         )
+    fields = d.offered
     if call.fields is not None:
         refusal = rules.unlicensed_fields(grant.policy, call.fields)
-        offered = allowed_fields(grant.policy.fields, u.response_fields, None)
-        if refusal is None and offered is not None and not offered.issuperset(call.fields):
-            extra = ", ".join(sorted(set(call.fields) - offered))
+        if refusal is None and d.offered is not None and not d.offered.issuperset(call.fields):
+            extra = ", ".join(sorted(set(call.fields) - d.offered))
             refusal = rules.Refusal("fields", f"fields not licensed or not offered: {extra}")
         if refusal is not None:
             raise access.refuse(refusal, grant)
+        fields = frozenset(call.fields) if d.offered is None else d.offered & set(call.fields)
+    return route, path, fields
 
+
+def admit(d: Decision, call: CallIn, now: datetime, meter: Meter, limiter: RateLimiter) -> Admitted:
+    """Judge the call (``judge``), then take its place under the contract's rate and
+    count limits: the admitted call with its count reservation, or the refusal raised.
+
+    The count reservation reads the store when the meter's total is due for a refresh
+    (``Meter.refresh_due``); otherwise nothing here does I/O."""
+    route, path, fields = judge(d, call, now)
+    grant = d.grant
+    contract_id = grant.contract_id
     rate = grant.policy.rate
     wait = limiter.acquire(contract_id, rate.max_per_second, rate.max_per_minute)
     if wait > 0:
@@ -457,24 +613,22 @@ def admit(
             retry_after=retry_after(wait),
             contract_id=contract_id,
         )
-    limit = count_limit(grant)
+    limit = d.count_limit
     reservation = meter.reserve(contract_id, "call", 1, limit)
     if reservation is None:
-        used = meter.used(contract_id, "call")
+        used = meter.used(contract_id, "call", refresh=False)
         raise access.refuse(
             rules.Refusal("count", f"calls: {used} used of {limit} under the contract"), grant
         )
-    left = None if limit is None else max(0, limit - meter.used(contract_id, "call") - 1)
-
-    auth_value = None
-    if u.auth_secret_sealed is not None:
-        auth_value = secrets.get(u.product_id, u.auth_secret_sealed)
+    left = None
+    if limit is not None:
+        left = max(0, limit - meter.used(contract_id, "call", refresh=False) - 1)
     target = Target(
-        url=u.base_url + path,
-        auth_header=u.auth_header if auth_value is not None else None,
-        auth_value=auth_value,
-        timeout=u.timeout_ms / 1000,
-        fields=allowed_fields(grant.policy.fields, u.response_fields, call.fields),
+        url=route.base_url + path,
+        auth_header=route.auth_header,
+        auth_value=route.auth_value,
+        timeout=route.timeout,
+        fields=fields,
     )
     return Admitted(grant, target, reservation, left)
 
@@ -505,8 +659,12 @@ def filter_fields(body: bytes, content_type: str | None, fields: frozenset[str] 
     except ValueError:
         raise Unfilterable("the response is not valid JSON") from None
     if isinstance(doc, dict):
+        if fields.issuperset(doc):
+            return body  # nothing to strip: relayed as the upstream wrote it
         out: Any = {k: v for k, v in doc.items() if k in fields}
     elif isinstance(doc, list) and all(isinstance(x, dict) for x in doc):
+        if all(fields.issuperset(x) for x in doc):
+            return body
         out = [{k: v for k, v in x.items() if k in fields} for x in doc]
     else:
         raise Unfilterable("the response is JSON but neither an object nor a list of objects")

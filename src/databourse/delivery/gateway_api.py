@@ -1,11 +1,16 @@
 """HTTP routes of the API gateway: the merchant's upstream registration (under /api/v1)
 and the gateway itself, ``/gateway/{product_id}/{path}``.
 
-A gateway call is async: its checks (``gateway.admit``: the caller, the contract's facts,
-the upstream) run in a worker thread in one short read session, straight from the
-database, so a suspension or expiry committed before the request refuses it; then the
-call is forwarded over this process's pooled ``httpx.AsyncClient`` without holding a
-thread, and metered in memory (``Meter``), written in batches.
+A gateway call is async. It reads the ledger head (one primary-key query); when this
+process holds a decision for the same credential, product and ``X-Contract`` loaded
+under that very head (``decisions``), its checks (``gateway.admit``) run on the event
+loop without touching the database; otherwise the facts — the caller, the contract's, the
+upstream's — are loaded in a worker thread in one short read session and cached. Every
+change to those facts moves the head, so a suspension or revocation committed before the
+request refuses it; time (terms, expiries) is judged on every call. The call is then
+forwarded over this process's pooled ``httpx.AsyncClient`` without holding a thread, and
+metered in memory (``Meter``: one ``call`` event per call, bytes merged per contract),
+written in batches.
 
 Outcomes, as metered (metric ``call``, and ``byte`` for the response size when billed):
 
@@ -33,18 +38,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from databourse import __version__
 from databourse.api.context import AppContext
 from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.auth.errors import InvalidToken
+from databourse.db import utcnow
+from databourse.delivery import decisions
 from databourse.delivery import gateway as gw
 from databourse.delivery.errors import UpstreamFailed, UpstreamTimeout, UsageRefused
 from databourse.delivery.meter import Meter
@@ -99,10 +108,12 @@ def get_upstream(product_id: str, caller: Caller, session: ReadSession) -> Any:
 
 @dataclass
 class GatewayState:
-    """What the gateway keeps per process: rate windows, unsealed credentials, the pool."""
+    """What the gateway keeps per process: rate windows, the decisions (with their
+    unsealed credentials), the pool."""
 
     limiter: RateLimiter
-    secrets: gw.Unsealed
+    heads: gw.HeadReader
+    decisions: decisions.DecisionCache[gw.Decision]
     client: httpx.AsyncClient | None = None
 
 
@@ -119,7 +130,7 @@ def state_of(app: FastAPI) -> GatewayState:
     state: GatewayState | None = getattr(app.state, "gateway", None)
     if state is None:
         ctx: AppContext = app.state.ctx
-        state = GatewayState(RateLimiter(), gw.Unsealed(ctx.custody_secret))
+        state = GatewayState(RateLimiter(), gw.HeadReader(ctx.db.reader), decisions.DecisionCache())
         app.state.gateway = state
     if state.client is None:  # created in the lifespan; lazily when run without one
         state.client = new_client()
@@ -133,9 +144,11 @@ def open_gateway(app: FastAPI) -> None:
 
 async def close_gateway(app: FastAPI) -> None:
     state: GatewayState | None = getattr(app.state, "gateway", None)
-    if state is not None and state.client is not None:
-        await state.client.aclose()
-        state.client = None
+    if state is not None:
+        state.heads.close()
+        if state.client is not None:
+            await state.client.aclose()
+            state.client = None
 
 
 # The gateway ------------------------------------------------------------------------------
@@ -249,24 +262,52 @@ def _judge(answer: Answer, target: gw.Target) -> tuple[bytes, bool]:
     return body, status not in NOT_BILLED_4XX
 
 
-async def call(
-    request: Request,
-    product_id: str,
-    path: str,
-    fields: Annotated[
-        str | None,
-        Query(max_length=4000, description="Comma-separated fields wanted; all licensed ones"),
-    ] = None,
-    x_purpose: Annotated[
-        str | None, Header(max_length=64, description="The purpose of this use (required)")
-    ] = None,
-    x_territory: Annotated[
-        str | None, Header(max_length=16, description="Where the data is used; default CN")
-    ] = None,
-    x_contract: Annotated[
-        str | None, Header(max_length=40, description="Which of your contracts to use")
-    ] = None,
-) -> Response:
+#: The request's parameters the gateway reads itself (rather than FastAPI's declared
+#: parameters, which cost a validation pass per call): (where, name, max length, doc).
+PARAMETERS = (
+    ("query", "fields", 4000, "Comma-separated fields wanted; all licensed ones by default"),
+    ("header", "X-Purpose", 64, "The purpose of this use (required)"),
+    ("header", "X-Territory", 16, "Where the data is used; default CN"),
+    ("header", "X-Contract", 40, "Which of your contracts to use"),
+)
+
+
+def _param(request: Request, where: str, name: str, limit: int) -> str | None:
+    source = request.query_params if where == "query" else request.headers
+    value = source.get(name)
+    if value is not None and len(value) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": (where, name.lower()),
+                    "msg": f"String should have at most {limit} characters",
+                    "type": "string_too_long",
+                }
+            ]
+        )
+    return value
+
+
+def _call_in(request: Request, product_id: str, path: str) -> gw.CallIn:
+    fields, purpose, territory, contract = (
+        _param(request, where, name, limit) for where, name, limit, _ in PARAMETERS
+    )
+    asked = None
+    if fields is not None:
+        asked = [f.strip() for f in fields.split(",") if f.strip()]
+    return gw.CallIn(
+        _credential(request),
+        product_id,
+        request.method,
+        "/" + path,
+        purpose,
+        territory,
+        contract,
+        asked,
+    )
+
+
+async def call(request: Request, product_id: str, path: str) -> Response:
     """Call the merchant's API under your contract, with your API key or access token.
 
     Answers carry ``X-Contract-Id`` and, under a count limit, ``X-Usage-Calls-Left``. A
@@ -277,26 +318,31 @@ async def call(
     ctx: AppContext = app.state.ctx
     state = state_of(app)
     meter: Meter = ctx.meter("gateway")
-    asked = None
-    if fields is not None:
-        asked = [f.strip() for f in fields.split(",") if f.strip()]
-    c = gw.CallIn(
-        _credential(request),
-        product_id,
-        request.method,
-        "/" + path,
-        x_purpose,
-        x_territory,
-        x_contract,
-        asked,
-    )
+    c = _call_in(request, product_id, path)
+    if c.credential is None:
+        raise InvalidToken("present the API key or token as 'Authorization: Bearer …'")
+    now, wall = utcnow(), time.time()
+    key = decisions.key_of(c.credential, product_id, c.contract_id)
 
-    def check() -> gw.Admitted:
-        with ctx.reads() as session:
-            return gw.admit(session, ctx.tokens, state.secrets, meter, state.limiter, c)
+    def decide(at: decisions.Head, cached: gw.Decision | None) -> gw.Admitted:
+        """In a worker thread: load what the cache did not have (stored under the head
+        read before the load), then admit."""
+        d = cached
+        if d is None:
+            with ctx.reads() as session:
+                d, window = gw.load(session, ctx.tokens, ctx.custody_secret, c, now)
+            state.decisions.put(key, at, window, d)
+        return gw.admit(d, c, now, meter, state.limiter)
 
     try:
-        admitted = await run_in_threadpool(check)
+        current = state.heads.read()  # after the request arrived: every earlier commit
+        cached = state.decisions.get(key, current, now, wall)
+        if cached is not None and not (
+            cached.count_limit is not None and meter.refresh_due(cached.grant.contract_id, "call")
+        ):
+            admitted = gw.admit(cached, c, now, meter, state.limiter)  # no I/O: no thread
+        else:
+            admitted = await run_in_threadpool(decide, current, cached)
     except UsageRefused as exc:
         contract_id = exc.extra.get("contract_id")
         if contract_id:
@@ -322,7 +368,7 @@ async def call(
         raise
     if billed:
         meter.settle(reservation, "ok")
-        meter.record(contract_id, "byte", len(content), "ok")
+        meter.add_bytes(contract_id, len(content))
     else:
         meter.settle(reservation, "upstream_error")
     headers = {k: v for k, v in answer.headers.items() if k != "content-type"}
@@ -343,6 +389,18 @@ for _method in gw.METHODS:
         call,
         methods=[_method],
         name=f"gateway_{_method.lower()}",
-        openapi_extra=action("gateway.call"),
+        openapi_extra={
+            **action("gateway.call"),
+            "parameters": [
+                {
+                    "name": name,
+                    "in": where,
+                    "required": False,
+                    "description": doc,
+                    "schema": {"type": "string", "maxLength": limit},
+                }
+                for where, name, limit, doc in PARAMETERS
+            ],
+        },
         response_class=Response,
     )

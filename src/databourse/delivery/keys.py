@@ -2,7 +2,8 @@
 
 One secret on disk, many keys: HKDF-SHA256 (RFC 5869) with a distinct ``info`` per use,
 so a key that leaks from one use (say, a data file's fingerprint key shown to a court)
-reveals nothing about another. Derived keys are never stored.
+reveals nothing about another. Derived keys are never stored (a process memoises them
+in memory, next to the root they come from).
 
 - ``fingerprint_key``: per data file; what makes each buyer's copy unique.
 - ``seal_text`` / ``unseal_text``: AES-256-GCM for upstream credentials at rest, bound to
@@ -20,6 +21,7 @@ import hmac
 import json
 import os
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -30,6 +32,13 @@ KEY_BYTES = 32
 
 
 def derive(root: bytes, purpose: str, context: str = "") -> bytes:
+    """The key of ``purpose`` (and ``context``) under ``root``. Memoised: the root is the
+    process's key material, and deriving is an HKDF per call otherwise."""
+    return _derive(root, purpose, context)
+
+
+@lru_cache(maxsize=1024)
+def _derive(root: bytes, purpose: str, context: str) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(),
         length=KEY_BYTES,
@@ -42,15 +51,20 @@ def fingerprint_key(root: bytes, data_file_id: str) -> bytes:
     return derive(root, "fingerprint", data_file_id)
 
 
+@lru_cache(maxsize=16)
+def _sealer(root: bytes) -> AESGCM:
+    return AESGCM(derive(root, "seal"))
+
+
 def seal_text(root: bytes, bound_to: str, plaintext: str) -> str:
     nonce = os.urandom(12)
-    sealed = AESGCM(derive(root, "seal")).encrypt(nonce, plaintext.encode(), bound_to.encode())
+    sealed = _sealer(root).encrypt(nonce, plaintext.encode(), bound_to.encode())
     return base64.b64encode(nonce + sealed).decode()
 
 
 def unseal_text(root: bytes, bound_to: str, sealed: str) -> str:
     raw = base64.b64decode(sealed)
-    return AESGCM(derive(root, "seal")).decrypt(raw[:12], raw[12:], bound_to.encode()).decode()
+    return _sealer(root).decrypt(raw[:12], raw[12:], bound_to.encode()).decode()
 
 
 def _b64(raw: bytes) -> str:

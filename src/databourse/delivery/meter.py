@@ -1,6 +1,10 @@
 """Metering every delivery (用途可计量): usage events buffered in memory and written in
 batches, so a metered call costs a list append rather than a database transaction.
 
+Bytes are merged: ``add_bytes`` adds to the contract's running total, and each flush
+writes one ``byte`` event per contract (its key unique to that flush) rather than one per
+use. Calls stay one event each: they are the billing unit and the idempotency key.
+
 Durability: a background thread flushes the buffer every ``flush_seconds`` or as soon as
 ``max_pending`` events wait, each batch in one transaction with its ``usage.recorded``
 ledger entry (``settlement.usage.ingest``); a clean stop flushes what is left. A batch that
@@ -67,6 +71,7 @@ class Meter:
         self._base: dict[tuple[str, str], tuple[int, float]] = {}  # stored total, when read
         self._local: dict[tuple[str, str], int] = {}  # ok units metered since that read
         self._inflight: dict[tuple[str, str], int] = {}  # reserved, outcome not yet known
+        self._bytes: dict[str, tuple[int, datetime]] = {}  # merged bytes, first use's time
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,12 +107,32 @@ class Meter:
         if full:
             self._wake.set()
 
-    def used(self, contract_id: str, metric: str) -> int:
-        """Units used under the contract: stored, plus this process's unflushed ones."""
-        k = (contract_id, metric)
-        self._refresh_if_due(k)
+    def add_bytes(self, contract_id: str, quantity: int) -> None:
+        """Meter ``quantity`` bytes delivered under the contract (``ok``): merged with the
+        contract's other bytes until the next flush writes them as one event."""
         with self._lock:
-            return self._base[k][0] + self._local.get(k, 0)
+            merged = self._bytes.get(contract_id)
+            if merged is None:
+                self._bytes[contract_id] = (quantity, utcnow())
+            else:
+                self._bytes[contract_id] = (merged[0] + quantity, merged[1])
+            k = (contract_id, "byte")
+            self._local[k] = self._local.get(k, 0) + quantity
+
+    def used(self, contract_id: str, metric: str, *, refresh: bool = True) -> int:
+        """Units used under the contract: stored, plus this process's unflushed ones.
+        ``refresh=False`` never reads the store (the total read last, maybe none: 0)."""
+        k = (contract_id, metric)
+        if refresh:
+            self._refresh_if_due(k)
+        with self._lock:
+            base = self._base.get(k)
+            return (base[0] if base else 0) + self._local.get(k, 0)
+
+    def refresh_due(self, contract_id: str, metric: str) -> bool:
+        """Whether a ``reserve`` under a limit would read the stored total first."""
+        base = self._base.get((contract_id, metric))
+        return base is None or time.monotonic() - base[1] >= self.refresh_seconds
 
     def reserve(
         self, contract_id: str, metric: str, quantity: int, limit: int | None
@@ -162,6 +187,8 @@ class Meter:
                     for e in self._pending
                     if (e.contract_id, e.metric) == k and e.outcome == "ok"
                 )
+                if k[1] == "byte" and k[0] in self._bytes:
+                    unflushed += self._bytes[k[0]][0]
                 self._base[k] = (stored, time.monotonic())
                 self._local[k] = unflushed
 
@@ -173,6 +200,11 @@ class Meter:
         with self._flush_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
+                merged, self._bytes = self._bytes, {}
+            batch.extend(
+                UsageEvent(cid, "byte", n, at, self.source, uuid.uuid4().hex, "ok")
+                for cid, (n, at) in merged.items()
+            )
             if not batch:
                 return 0
             try:
