@@ -83,7 +83,12 @@ def _secret(env: str | None, prompt: bool, clear: bool) -> tuple[bool, str | Non
 def upstream_set(
     product_id: str,
     email: Member,
-    base_url: Annotated[str, typer.Option("--base-url", help="The base URL: http(s)://host, with a port and a path prefix if any.")],
+    base_url: Annotated[
+        str,
+        typer.Option(
+            "--base-url", help="The base URL: http(s)://host, with a port and a path prefix if any."
+        ),
+    ],
     paths: Annotated[
         list[str], typer.Option("--path", help="An open path, e.g. /score or /v1/* (repeat).")
     ],

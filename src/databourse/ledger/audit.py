@@ -340,7 +340,8 @@ def _check_rows(
                         "edited",
                         last_seq[subject],
                         subject,
-                        f"{model.__tablename__} row {subject} differs from entry {last_seq[subject]}",
+                        f"{model.__tablename__} row {subject} differs from entry "
+                        f"{last_seq[subject]}",
                     )
                 )
         session.expunge_all()
