@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from databourse import migrations
 
@@ -50,3 +52,30 @@ def store(kind: str, workdir: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def on_each_store(
+    name: str,
+    console: Any,
+    measure: Callable[[str, str, Path, Any], tuple[list[Any], list[str]]],
+) -> tuple[list[Any], list[str]]:
+    """Rows and notes of ``measure(kind, url, workdir, console)`` on each store in turn,
+    each in a throwaway directory and database; an unreachable store is a note."""
+    rows: list[Any] = []
+    notes: list[str] = []
+    for kind in STORES:
+        console.print(f"[bold]{name}[/bold] on {kind} …")
+        try:
+            with (
+                tempfile.TemporaryDirectory(prefix="databourse-bench-") as tmp,
+                store(kind, Path(tmp)) as url,
+            ):
+                got, more = measure(kind, url, Path(tmp), console)
+        except StoreUnavailable as exc:
+            msg = f"{kind} skipped: not reachable ({exc})"
+            console.print(f"  [yellow]{msg}[/yellow]")
+            notes.append(msg)
+            continue
+        rows += got
+        notes += more
+    return rows, notes

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from rich.console import Console
 from benchmarks import Outcome, Row, register
 from benchmarks._load import LoadPool, Segment
 from benchmarks._server import Served, serve
-from benchmarks._stores import STORES, StoreUnavailable, store
+from benchmarks._stores import on_each_store
 
 GOAL = 0.7
 WARMUP = 3000  # requests, spread over all endpoints, not measured
@@ -244,23 +243,7 @@ def _measure(
     goal=f"authenticated reads at ≥ {GOAL:.0%} of the bare endpoint's requests/s",
 )
 def api_read(console: Console) -> Outcome:
-    rows: list[Row] = []
-    notes: list[str] = []
-    for kind in STORES:
-        console.print(f"[bold]api_read[/bold] on {kind} …")
-        try:
-            with (
-                tempfile.TemporaryDirectory(prefix="databourse-bench-") as tmp,
-                store(kind, Path(tmp)) as url,
-            ):
-                got, more = _measure(kind, url, Path(tmp), console)
-        except StoreUnavailable as exc:
-            msg = f"{kind} skipped: not reachable ({exc})"
-            console.print(f"  [yellow]{msg}[/yellow]")
-            notes.append(msg)
-            continue
-        rows += got
-        notes += more
+    rows, notes = on_each_store("api_read", console, _measure)
     return Outcome(
         rows=rows,
         baseline="`GET /bench/bare`, a sync route returning a constant, added to the same app "

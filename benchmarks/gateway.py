@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import secrets
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from rich.console import Console
 from benchmarks import Outcome, Row, register
 from benchmarks._load import LoadPool, Segment
 from benchmarks._server import Served, serve
-from benchmarks._stores import STORES, StoreUnavailable, store
+from benchmarks._stores import on_each_store
 
 GOAL = 0.8
 WARMUP = 1500
@@ -369,23 +368,7 @@ def _measure(kind: str, url: str, workdir: Path, console: Console) -> tuple[list
     goal=f"the gateway at ≥ {GOAL:.0%} of the bare proxy's requests/s",
 )
 def gateway(console: Console) -> Outcome:
-    rows: list[Row] = []
-    notes: list[str] = []
-    for kind in STORES:
-        console.print(f"[bold]gateway[/bold] on {kind} …")
-        try:
-            with (
-                tempfile.TemporaryDirectory(prefix="databourse-bench-") as tmp,
-                store(kind, Path(tmp)) as url,
-            ):
-                got, more = _measure(kind, url, Path(tmp), console)
-        except StoreUnavailable as exc:
-            msg = f"{kind} skipped: not reachable ({exc})"
-            console.print(f"  [yellow]{msg}[/yellow]")
-            notes.append(msg)
-            continue
-        rows += got
-        notes += more
+    rows, notes = on_each_store("gateway", console, _measure)
     return Outcome(
         rows=rows,
         baseline="a minimal async FastAPI app forwarding `GET /p/{path}` to the same upstream "
