@@ -9,6 +9,7 @@ renders (a help text is Rich markup, and a stray bracket breaks it).
 from __future__ import annotations
 
 import csv
+import json
 import stat
 import subprocess
 import sys
@@ -113,3 +114,21 @@ def test_download_profile_and_trace_on_the_console(cli: Console, tmp_path: Path)
     api_contract, _ = _buyer_contract("api")
     usage = cli("gateway", "usage", api_contract).stdout
     assert "12,000" in usage
+
+
+def test_a_download_that_fails_to_be_written_is_still_metered(cli: Console) -> None:
+    """The rows are charged at the link's first fetch, which happened: the usage is
+    written even when the copy cannot be (here, a full disk)."""
+    contract, _ = _buyer_contract("dataset")
+
+    def rows() -> int:
+        usage = json.loads(cli("gateway", "usage", contract, "--json").stdout)["usage"]
+        return int(usage.get("row", {}).get("quantity", 0))
+
+    before = rows()
+    failed = cli(
+        "delivery", "download", contract, "--as", BUYER, "--purpose", "research", "-o",
+        "/dev/full", ok=False,
+    )  # fmt: skip
+    assert isinstance(failed.exception, OSError), failed.output
+    assert rows() == before + 480

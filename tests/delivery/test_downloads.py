@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import random
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -243,6 +245,60 @@ def test_links_expire_cannot_be_forged_and_serve_byte_ranges(
         refused(c.get(forged), 403, "invalid-signed-url")
     advance_clock(timedelta(minutes=ex.ctx.settings.download_link_minutes, seconds=5))
     refused(fetch(ex, url), 403, "invalid-signed-url")
+
+
+def test_a_link_is_never_written_to_the_log(
+    exchange: Exchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link is a bearer credential: the request log names the route, not the token."""
+    ex = exchange
+    buyer, cid = metered_contract(ex)
+    with world.client(ex, buyer) as b:
+        d = ok(b.post(f"/contracts/{cid}/downloads", json=PARQUET), 201)
+    token = d["url"].rpartition("/")[2]
+
+    def logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "databourse.access" and "files" in r.path]
+
+    with caplog.at_level(logging.INFO):
+        assert fetch(ex, d["url"], Range="bytes=0-9").status_code == 206
+        refused(fetch(ex, d["url"] + "x"), 403, "invalid-signed-url")
+        waited = 0.0
+        while len(logged()) < 2 and waited < 5:  # written once the response has been sent
+            time.sleep(0.05)
+            waited += 0.05
+    assert len(logged()) == 2 and all(r.path == "/files/…" for r in logged())
+    # the server's own records (``serve`` turns uvicorn's access log off)
+    server = [r for r in caplog.records if r.name.startswith("databourse")]
+    text = "".join(f"{r.getMessage()} {vars(r)}" for r in server)
+    assert token.partition(".")[2] not in text and token.partition(".")[0] not in text
+
+
+def test_a_copy_that_fails_to_be_recorded_leaves_no_object(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy is an object and a row with its ledger entry: never the object alone."""
+    ex = exchange
+    buyer, cid = metered_contract(ex)
+    store = ex.ctx.store
+
+    def objects() -> list[str]:
+        return list(store.fs.glob(store.path(f"copies/{cid}") + "/*"))
+
+    def unrecorded(c: Copy) -> Any:
+        raise RuntimeError("the database went away")
+
+    with world.client(ex, buyer) as b:
+        with monkeypatch.context() as m:
+            m.setattr(copies, "copy_state", unrecorded)
+            r = b.post(f"/contracts/{cid}/downloads", json=PARQUET)
+            assert r.status_code == 500, r.text
+        assert objects() == []
+        d = ok(b.post(f"/contracts/{cid}/downloads", json=PARQUET), 201)
+    assert fetch(ex, d["url"]).status_code == 200
+    with ex.ctx.reads() as s:
+        (copy,) = s.scalars(select(Copy).where(Copy.contract_id == cid)).all()
+    assert objects() == [store.path(copy.object_key)]
 
 
 def test_suspension_and_expiry_stop_downloads_and_links(exchange: Exchange, clock: None) -> None:

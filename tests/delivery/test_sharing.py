@@ -291,6 +291,35 @@ def test_revocation_and_rotation_refuse_the_next_request(world: World, tmp_path:
             assert json.loads(e.entry)["body"]["contract_id"] == cid
 
 
+def test_a_file_link_dies_with_the_profile_it_was_issued_to(world: World, tmp_path: Path) -> None:
+    """Revoking a profile (say, its token leaked) stops the file URLs handed out under it
+    too, not only the protocol's requests; a new profile's links work."""
+    w, cid = world, world.contract_id
+    profile = _issue(w, w.buyer, cid, tmp_path / "p.share")
+    (table,) = delta_sharing.SharingClient(str(tmp_path / "p.share")).list_all_tables()
+
+    def file_url(token: str) -> str:
+        with w.protocol(token) as p:
+            r = p.post(f"/shares/{cid}/schemas/data/tables/{table.name}/query", json={})
+            assert r.status_code == 200, r.text
+        return str(json.loads(r.text.splitlines()[2])["file"]["url"])
+
+    url = file_url(profile["bearerToken"])
+    with httpx.Client(verify=TLS, timeout=30) as c:
+        assert c.get(url, headers={"Range": "bytes=-8"}).status_code == 206
+        with w.api(w.buyer) as b:
+            assert b.delete(f"/contracts/{cid}/share-profile").status_code == 200
+        for r in (c.get(url, headers={"Range": "bytes=-8"}), c.head(url)):
+            assert r.status_code == 403, r.text
+        assert c.get(url).json()["type"].endswith(":invalid-signed-url")
+        # rotation revokes the previous profile, and with it its links
+        second = _issue(w, w.buyer, cid, tmp_path / "q.share")
+        url = file_url(second["bearerToken"])
+        assert c.get(url, headers={"Range": "bytes=-8"}).status_code == 206
+        _issue(w, w.buyer, cid, tmp_path / "r.share")
+        assert c.get(url, headers={"Range": "bytes=-8"}).status_code == 403
+
+
 def test_suspension_and_expiry_refuse_the_next_request(world: World, tmp_path: Path) -> None:
     w, cid = world, world.contract_id
     path = tmp_path / "p.share"

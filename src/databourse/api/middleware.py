@@ -20,6 +20,13 @@ from databourse.logs import request_id
 
 log = logging.getLogger("databourse.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Paths that carry a credential (a signed link is its own): logged without it.
+_CREDENTIAL_PATH = re.compile(r"^(/files/)[^/]+")
+
+
+def logged_path(path: str) -> str:
+    """The request's path as the access log shows it: a signed link's token left out."""
+    return _CREDENTIAL_PATH.sub(r"\1…", path)
 
 
 class EdgeMiddleware:
@@ -120,7 +127,7 @@ class EdgeMiddleware:
                 "request",
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": logged_path(scope["path"]),
                     "status": status["code"],
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },

@@ -71,21 +71,23 @@ def download_cmd(
             grant = access.usable(session, contract_id)
         meter = ctx.meter("download")
         size = copy.byte_size if fmt == "parquet" else None
-        with (
-            Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=console,
-            ) as progress,
-            out.open("wb") as f,
-        ):
-            task = progress.add_task(f"{chosen.name} v{chosen.version}", total=size)
-            for block in files.content(ctx, d, copy, grant):
-                f.write(block)
-                progress.advance(task, len(block))
-        meter.stop()  # the metered rows and bytes are written before the command ends
+        try:
+            with (
+                Progress(
+                    "[progress.description]{task.description}",
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    console=console,
+                ) as progress,
+                out.open("wb") as f,
+            ):
+                task = progress.add_task(f"{chosen.name} v{chosen.version}", total=size)
+                for block in files.content(ctx, d, copy, grant):
+                    f.write(block)
+                    progress.advance(task, len(block))
+        finally:  # the metered rows and bytes are written before the command ends, even
+            meter.stop()  # when the copy could not be: the link's first fetch happened
         console.print(
             f"{escape(str(out))}: {copy.row_count:,} rows of {chosen.name} v{chosen.version}, "
             f"your fingerprinted copy (sha256 of the Parquet copy {copy.sha256[:16]}…); "

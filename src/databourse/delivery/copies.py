@@ -216,7 +216,7 @@ def find(session: Session, contract_id: str, data_file_id: str) -> Copy | None:
 def ensure(ctx: AppContext, grant: Grant, data_file_id: str) -> Copy:
     """The buyer's copy of the file, made on first use (idempotent, safe under races:
     of two processes making the same copy, the first to commit wins; the other's object
-    is deleted)."""
+    is deleted, as is the object of a copy that fails to be recorded)."""
     with ctx.reads() as session:
         found = find(session, grant.contract_id, data_file_id)
         if found is not None:
@@ -253,10 +253,13 @@ def ensure(ctx: AppContext, grant: Grant, data_file_id: str) -> Copy:
             uow.commit()
             uow.session.expunge(c)
             return c
-    except IntegrityError:
-        ctx.store.delete(final_key)
-        with ctx.reads() as session:
+    except BaseException as exc:
+        with ctx.reads() as session:  # what the database holds now decides
             found = find(session, grant.contract_id, data_file_id)
-            assert found is not None
-            session.expunge(found)
-            return found
+            if found is not None:
+                session.expunge(found)
+        if found is None or found.object_key != final_key:
+            ctx.store.delete(final_key)  # not recorded: never an object without its row
+        if found is None or not isinstance(exc, IntegrityError):
+            raise
+        return found  # another maker's copy committed first

@@ -2,10 +2,11 @@
 
 A link (``/files/<token>``) is its own credential, like an object store's pre-signed URL:
 it names one ``Download`` row and expires. It is also checked against the contract on
-every fetch, so a suspension or an expiry stops a link already handed out. Parquet is
-served with byte ranges (the Delta Sharing client reads Parquet footers first); CSV is
-rendered from the Parquet copy batch by batch as it streams. Rows are metered once per
-link, at its first fetch; bytes at every fetch.
+every fetch, so a suspension or an expiry stops a link already handed out; a Delta Sharing
+file's link also against the recipient profile it was issued to, so a revocation (or a
+rotation) stops it too. Parquet is served with byte ranges (the Delta Sharing client reads
+Parquet footers first); CSV is rendered from the Parquet copy batch by batch as it
+streams. Rows are metered once per link, at its first fetch; bytes at every fetch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from databourse.api.deps import Ctx
 from databourse.db import new_id, utcnow
 from databourse.delivery import access, keys, rules
 from databourse.delivery.errors import InvalidSignedUrl
-from databourse.delivery.models import Copy, Download
+from databourse.delivery.models import Copy, Download, Recipient
 from databourse.uow import SYSTEM, UnitOfWork
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ PATHS = ("download", "share")
 FORMATS = ("parquet", "csv")
 CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RECIPIENT = "recipient:"
 
 router = APIRouter()
 
@@ -90,12 +92,23 @@ def issue(
     return d, f"/files/{token}"
 
 
+def recipient_ref(recipient_id: str) -> str:
+    """Who a shared file's link was issued to: a Delta Sharing recipient (``issued_by``)."""
+    return RECIPIENT + recipient_id
+
+
 def link(
-    ctx: AppContext, copy: Copy, grant: access.Grant, path: str, fmt: str, minutes: int
+    ctx: AppContext,
+    copy: Copy,
+    grant: access.Grant,
+    path: str,
+    fmt: str,
+    minutes: int,
+    issued_by: str = "system",
 ) -> tuple[str, datetime]:
     """A link to the copy in a transaction of its own: (relative URL, expiry)."""
     with UnitOfWork(ctx.writes, SYSTEM) as uow:
-        d, url = issue(uow, ctx.custody_secret, copy, grant, path, fmt, minutes, "system")
+        d, url = issue(uow, ctx.custody_secret, copy, grant, path, fmt, minutes, issued_by)
         uow.commit()
     return url, d.expires_at
 
@@ -221,6 +234,10 @@ def fetch(token: str, request: Request, ctx: Ctx) -> Response:
         copy = session.get(Copy, d.copy_id) if d is not None else None
         if d is None or copy is None:
             raise InvalidSignedUrl("the link names nothing")
+        if d.issued_by.startswith(RECIPIENT):  # dies with the profile it was issued to
+            r = session.get(Recipient, d.issued_by.removeprefix(RECIPIENT))
+            if r is None or r.revoked_at is not None:
+                raise InvalidSignedUrl("the share profile this link was issued to is revoked")
         grant = access.usable(session, d.contract_id)  # suspended or expired: refused now
         session.expunge_all()
     name = f"{copy.data_file_id}-{grant.contract_id}.{d.format}"

@@ -89,7 +89,22 @@ class Meter:
         key: str | None = None,
     ) -> None:
         """Meter one use now (``ok``), or a refusal or upstream error (kept, not billed)."""
-        event = UsageEvent(
+        event = self._event(contract_id, metric, quantity, outcome, at, key)
+        with self._lock:
+            full = self._append(event)
+        if full:
+            self._wake.set()
+
+    def _event(
+        self,
+        contract_id: str,
+        metric: str,
+        quantity: int,
+        outcome: str,
+        at: datetime | None,
+        key: str | None,
+    ) -> UsageEvent:
+        return UsageEvent(
             contract_id,
             metric,
             quantity,
@@ -98,14 +113,14 @@ class Meter:
             key or uuid.uuid4().hex,
             outcome,
         )
-        with self._lock:
-            self._pending.append(event)
-            if outcome == "ok":
-                k = (contract_id, metric)
-                self._local[k] = self._local.get(k, 0) + quantity
-            full = len(self._pending) >= self.max_pending
-        if full:
-            self._wake.set()
+
+    def _append(self, event: UsageEvent) -> bool:
+        """Buffer the event (the lock held); whether the buffer is due for a flush."""
+        self._pending.append(event)
+        if event.outcome == "ok":
+            k = (event.contract_id, event.metric)
+            self._local[k] = self._local.get(k, 0) + event.quantity
+        return len(self._pending) >= self.max_pending
 
     def add_bytes(self, contract_id: str, quantity: int) -> None:
         """Meter ``quantity`` bytes delivered under the contract (``ok``): merged with the
@@ -151,21 +166,19 @@ class Meter:
         return Reservation(contract_id, metric, quantity, utcnow(), uuid.uuid4().hex)
 
     def settle(self, r: Reservation, outcome: str = "ok", quantity: int | None = None) -> None:
-        """End a reservation: meter it with its outcome (only ``ok`` counts and bills)."""
+        """End a reservation: meter it with its outcome (only ``ok`` counts and bills).
+        The units leave ``in flight`` and join the used ones in one step, so a concurrent
+        ``reserve`` always counts them."""
         if r.done:
             return
         r.done = True
-        k = (r.contract_id, r.metric)
+        n = r.quantity if quantity is None else quantity
+        event = self._event(r.contract_id, r.metric, n, outcome, r.at, r.key)
         with self._lock:
-            self._inflight[k] -= r.quantity
-        self.record(
-            r.contract_id,
-            r.metric,
-            r.quantity if quantity is None else quantity,
-            outcome,
-            r.at,
-            r.key,
-        )
+            self._inflight[(r.contract_id, r.metric)] -= r.quantity
+            full = self._append(event)
+        if full:
+            self._wake.set()
 
     def release(self, r: Reservation) -> None:
         """End a reservation whose use did not happen: nothing is metered."""

@@ -420,7 +420,13 @@ def _query(
         arrow = copies.arrow_schema(session, reader.grant, t.data_file_id)
     copy = copies.ensure(ctx, reader.grant, t.data_file_id)
     url, expires = files.link(
-        ctx, copy, reader.grant, "share", "parquet", ctx.settings.share_link_minutes
+        ctx,
+        copy,
+        reader.grant,
+        "share",
+        "parquet",
+        ctx.settings.share_link_minutes,
+        files.recipient_ref(reader.recipient_id),
     )
     base = str(request.base_url).rstrip("/")
     lines = sharing.ndjson(
