@@ -60,3 +60,35 @@ def test_a_count_limit_is_never_passed_by_concurrent_settles(busy_switching: Non
         meter = Meter(Sink(), "gateway", lambda contract_id, metric: 0, refresh_seconds=3600)
         assert _admitted_by_threads(meter, limit) == limit
         assert meter.used("ctr_1", "call", refresh=False) == limit
+
+
+def test_a_call_abandoned_while_being_decided_does_not_keep_its_reservation() -> None:
+    """The caller goes away while its decision runs in a worker thread: the unit the
+    thread reserves is released when it finishes, so the limit is whole again."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    from databourse.delivery.gateway_api import _admit_in_thread
+
+    meter = Meter(Sink(), "gateway", lambda contract, metric: 0)
+    started = threading.Event()
+
+    def decide(at: object, cached: object) -> SimpleNamespace:
+        started.set()
+        time.sleep(0.2)  # the caller is cancelled meanwhile
+        return SimpleNamespace(reservation=meter.reserve("ctr_1", "call", 1, 1))
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(_admit_in_thread(meter, decide, None, None))  # type: ignore[arg-type]
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.sleep(0.4)  # the thread finishes; its reservation is released
+
+    asyncio.run(scenario())
+    r = meter.reserve("ctr_1", "call", 1, 1)
+    assert r is not None  # the one unit under the limit is free again
+    assert meter.used("ctr_1", "call") == 0  # and nothing was metered for the lost call

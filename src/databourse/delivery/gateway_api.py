@@ -342,7 +342,7 @@ async def call(request: Request, product_id: str, path: str) -> Response:
         ):
             admitted = gw.admit(cached, c, now, meter, state.limiter)  # no I/O: no thread
         else:
-            admitted = await run_in_threadpool(decide, current, cached)
+            admitted = await _admit_in_thread(meter, decide, current, cached)
     except UsageRefused as exc:
         contract_id = exc.extra.get("contract_id")
         if contract_id:
@@ -381,6 +381,28 @@ async def call(request: Request, product_id: str, path: str) -> Response:
         headers=headers,
         media_type=answer.headers.get("content-type"),
     )
+
+
+async def _admit_in_thread(
+    meter: Meter,
+    decide: Any,
+    at: decisions.Head,
+    cached: gw.Decision | None,
+) -> gw.Admitted:
+    """``decide`` in a worker thread. A thread cannot be cancelled: if the caller goes
+    away meanwhile, the reservation the thread still makes is released when it is done,
+    so the process's count never stays held for a call that was not made."""
+    task = asyncio.ensure_future(run_in_threadpool(decide, at, cached))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+
+        def release(done: asyncio.Future[gw.Admitted]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                meter.release(done.result().reservation)
+
+        task.add_done_callback(release)
+        raise
 
 
 for _method in gw.METHODS:
