@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("exchange starting", extra={"exchange": settings.exchange_name})
         ticker = None
-        for meter in ctx.meters.values():
+        for meter in ctx.distinct_meters():
             meter.start()
         gateway_api.open_gateway(app)
         if settings.checkpoint_interval_seconds > 0:
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
             ticker.cancel()
         await gateway_api.close_gateway(app)
         log.info("exchange stopping: writing buffered usage records")
-        for meter in ctx.meters.values():
+        for meter in ctx.distinct_meters():
             await asyncio.to_thread(meter.stop)
         ctx.db.dispose()
 

@@ -19,7 +19,9 @@ from databourse.settings import Settings
 from databourse.settlement import usage
 from databourse.settlement.usage import DatabaseUsageSink
 
-DELIVERY_PATHS = ("gateway", "download", "share")
+#: Each delivery path's meter. Downloads and Delta Sharing serve the same copies through
+#: the same links and share one meter ("files"), so a row limit counts both at once.
+DELIVERY_PATHS = {"gateway": "gateway", "download": "files", "share": "files"}
 
 
 @dataclass
@@ -68,12 +70,19 @@ class AppContext:
             with ctx.reads() as session:
                 return usage.total(session, contract_id, metric)
 
-        for path in DELIVERY_PATHS:
-            ctx.meters[path] = Meter(
-                sink,
-                path,
-                used_in_store,
-                flush_seconds=settings.meter_flush_seconds,
-                max_pending=settings.meter_max_pending,
-            )
+        made: dict[str, Meter] = {}
+        for path, source in DELIVERY_PATHS.items():
+            if source not in made:
+                made[source] = Meter(
+                    sink,
+                    source,
+                    used_in_store,
+                    flush_seconds=settings.meter_flush_seconds,
+                    max_pending=settings.meter_max_pending,
+                )
+            ctx.meters[path] = made[source]
         return ctx
+
+    def distinct_meters(self) -> list[Meter]:
+        """Each meter once (paths may share one)."""
+        return list({id(m): m for m in self.meters.values()}.values())
