@@ -638,3 +638,40 @@ def test_metered_calls_survive_a_clean_stop_and_are_billed(
         assert [(x["journal_kind"], x["account_kind"], x["amount_fen"]) for x in lines] == [
             ("invoice.issue", "payable", -amount)
         ]
+
+
+def test_the_idempotency_record_holds_no_plain_hash_of_the_credential(
+    exchange: Exchange, upstream: up.Upstream
+) -> None:
+    """A weak credential cannot be guessed against the stored request hash; a retry still
+    replays, and the same key with another credential is still told apart."""
+    from databourse import idempotency
+    from databourse.idempotency import IdempotencyRecord
+
+    ex = exchange
+    merchant = world.party(ex, ["merchant"])
+    product = api_product(ex, merchant)
+    body = {"base_url": upstream.base_url, "allowed_paths": ["/score"], "auth_secret": "hunter2"}
+    headers = key()
+    path = f"/api/v1/products/{product}/upstream"
+    with world.client(ex, merchant) as m:
+        ok(m.put(f"/products/{product}/upstream", json=body, headers=headers))
+        again = m.put(f"/products/{product}/upstream", json=body, headers=headers)
+        assert again.headers.get("idempotent-replayed") == "true"
+        other = {**body, "auth_secret": "hunter3"}
+        r = m.put(f"/products/{product}/upstream", json=other, headers=headers)
+        assert r.status_code == 422, r.text
+    with ex.ctx.reads() as s:
+        stored = s.scalar(
+            select(IdempotencyRecord.request_hash).where(
+                IdempotencyRecord.key == headers["Idempotency-Key"]
+            )
+        )
+    from databourse.delivery.gateway import UpstreamIn
+    from databourse.delivery.gateway_api import _for_idempotency
+
+    parsed = UpstreamIn.model_validate(body)
+    plain = idempotency.request_hash("PUT", path, parsed.model_dump(mode="json"))
+    keyed = _for_idempotency(ex.ctx.custody_secret, parsed).model_dump(mode="json")
+    assert stored == idempotency.request_hash("PUT", path, keyed)  # what was hashed …
+    assert stored != plain  # … is not the credential in the clear

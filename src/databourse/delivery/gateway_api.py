@@ -37,6 +37,7 @@ upstream's credential header. Never the buyer's ``Authorization`` or cookies.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from databourse.api.context import AppContext
 from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.auth.errors import InvalidToken
 from databourse.db import utcnow
-from databourse.delivery import decisions
+from databourse.delivery import decisions, keys
 from databourse.delivery import gateway as gw
 from databourse.delivery.errors import UpstreamFailed, UpstreamTimeout, UsageRefused
 from databourse.delivery.meter import Meter
@@ -89,8 +90,18 @@ def set_upstream(product_id: str, body: gw.UpstreamIn, caller: Caller, ctx: Ctx,
             body,
             default_timeout_ms=ctx.settings.gateway_timeout_ms,
         ),
-        body,
+        _for_idempotency(ctx.custody_secret, body),
     )
+
+
+def _for_idempotency(root: bytes, body: gw.UpstreamIn) -> gw.UpstreamIn:
+    """The body as the idempotency record hashes it: the credential replaced by a keyed
+    hash of it, so two requests with different credentials still differ but the stored
+    hash offers nothing to guess a weak credential against."""
+    if body.auth_secret is None:
+        return body
+    keyed = hmac.new(keys.derive(root, "idempotency"), body.auth_secret.encode(), "sha256")
+    return body.model_copy(update={"auth_secret": keyed.hexdigest()})
 
 
 @router.get(
