@@ -51,6 +51,7 @@ from rich.console import Console
 
 from benchmarks import Outcome, Row, register
 from benchmarks._stores import PG_ADMIN, StoreUnavailable, store
+from benchmarks._world import registered_asset
 from databourse.auth.policy import SYSTEM_PRINCIPAL, Principal
 from databourse.uow import Actor, UnitOfWork
 
@@ -128,36 +129,15 @@ def _as(p: Principal) -> Actor:
 
 def _product(ctx: Any, merchant: Principal) -> str:
     """A listed API product of the merchant with one fixed-price plan."""
-    from databourse.assets import schemas as asset_schemas
-    from databourse.assets import services as assets
     from databourse.catalog import schemas as catalog_schemas
     from databourse.catalog import services as catalog
 
-    rights = [
-        {"right": r, "scope": "all records", "starts_on": "2024-01-01"}
-        for r in ("holding", "processing", "operation")
-    ]
-    asset_in = {
-        "title": "Benchmark ridership",
-        "description": "Hourly boardings per bus line.",
-        "industry": "transport",
-        "source": {"kind": "self_generated", "description": "Our fare-collection system."},
-        "rights": rights,
-        "grade": "general",
-        "sub_grade": 2,
-    }
-    with UnitOfWork(ctx.writes, _as(merchant)) as uow:
-        a = assets.create(uow, merchant, asset_schemas.AssetIn.model_validate(asset_in))
-        assets.transition(uow, merchant, a.id, "submit")
-        uow.commit()
-    with UnitOfWork(ctx.writes) as uow:
-        assets.transition(uow, SYSTEM_PRINCIPAL, a.id, "register", "benchmark")
-        uow.commit()
+    asset_id = registered_asset(ctx, merchant, "Benchmark ridership", "transport")
     columns = ["line", "hour", "boardings"]
     product_in = {
         "kind": "api",
         "title": "Benchmark ridership API",
-        "asset_ids": [a.id],
+        "asset_ids": [asset_id],
         "description": {
             "content": "Hourly boardings per bus line.",
             "fields": [{"name": f, "type": "string", "meaning": f} for f in columns],

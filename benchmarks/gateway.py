@@ -39,6 +39,7 @@ from benchmarks import Outcome, Row, register
 from benchmarks._load import LoadPool, Segment
 from benchmarks._server import Served, serve
 from benchmarks._stores import on_each_store
+from benchmarks._world import actor, registered_asset
 
 GOAL = 0.8
 WARMUP = 1500
@@ -130,8 +131,6 @@ def exchange_app(data_dir: str, database_url: str) -> Any:
 def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
     from databourse import demo
     from databourse.api.context import AppContext
-    from databourse.assets import schemas as asset_schemas
-    from databourse.assets import services as assets
     from databourse.auth import services as auth
     from databourse.auth.policy import SYSTEM_PRINCIPAL
     from databourse.auth.schemas import ApiKeyIn
@@ -142,7 +141,7 @@ def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
     from databourse.market import contracts, negotiation
     from databourse.market import schemas as market_schemas
     from databourse.settings import Settings
-    from databourse.uow import Actor, UnitOfWork
+    from databourse.uow import UnitOfWork
 
     settings = Settings(data_dir=data_dir, database_url=url)
     ctx = AppContext.build(settings)
@@ -151,32 +150,11 @@ def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
         merchant = principal_of(ctx.writes, emails["merchant_b"])
         buyer = principal_of(ctx.writes, emails["buyer_a"])
 
-        def as_(p: Any) -> Actor:
-            return Actor(p.kind, p.id, p.org_id)
-
-        asset_body = {
-            "title": "手机号风险评分 benchmark",
-            "description": "Risk scores of mobile numbers.",
-            "industry": "finance",
-            "source": {"kind": "self_generated", "description": "Our own scoring model."},
-            "rights": [
-                {"right": r, "scope": "all", "starts_on": "2024-01-01"}
-                for r in ("holding", "processing", "operation")
-            ],
-            "grade": "general",
-            "sub_grade": 2,
-        }
-        with UnitOfWork(ctx.writes, as_(merchant)) as uow:
-            a = assets.create(uow, merchant, asset_schemas.AssetIn.model_validate(asset_body))
-            assets.transition(uow, merchant, a.id, "submit")
-            uow.commit()
-        with UnitOfWork(ctx.writes) as uow:
-            assets.transition(uow, SYSTEM_PRINCIPAL, a.id, "register", "benchmark")
-            uow.commit()
+        asset_id = registered_asset(ctx, merchant, "手机号风险评分 benchmark", "finance")
         product_body = {
             "kind": "api",
             "title": "Mobile risk score API (benchmark)",
-            "asset_ids": [a.id],
+            "asset_ids": [asset_id],
             "description": {
                 "content": "Risk score of a mobile number. 手机号风险评分。",
                 "fields": [{"name": f, "type": "string", "meaning": f} for f in FIELDS],
@@ -205,7 +183,7 @@ def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
             },
             "sample": {"columns": FIELDS, "rows": [["13800000000", "12", "active", "30"]]},
         }
-        with UnitOfWork(ctx.writes, as_(merchant)) as uow:
+        with UnitOfWork(ctx.writes, actor(merchant)) as uow:
             data = catalog_schemas.ProductIn.model_validate(product_body, strict=False)
             p = catalog.create(uow, merchant, data)
             catalog.transition(uow, merchant, p.id, "submit", None)
@@ -214,7 +192,7 @@ def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
         with UnitOfWork(ctx.writes) as uow:
             catalog.transition(uow, SYSTEM_PRINCIPAL, pid, "approve", "benchmark")
             uow.commit()
-        with UnitOfWork(ctx.writes, as_(merchant)) as uow:
+        with UnitOfWork(ctx.writes, actor(merchant)) as uow:
             body = gateway.UpstreamIn.model_validate(
                 {
                     "base_url": upstream_url,
@@ -227,7 +205,7 @@ def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
             )
             gateway.register_upstream(uow, merchant, ctx.custody_secret, pid, body)
             uow.commit()
-        with UnitOfWork(ctx.writes, as_(buyer)) as uow:
+        with UnitOfWork(ctx.writes, actor(buyer)) as uow:
             c = negotiation.buy(
                 uow,
                 buyer,
@@ -246,7 +224,7 @@ def seed_world(data_dir: Path, url: str, upstream_url: str) -> tuple[str, str]:
             uow.commit()
             cid = c.id
         for who in (buyer, merchant):
-            with UnitOfWork(ctx.writes, as_(who)) as uow:
+            with UnitOfWork(ctx.writes, actor(who)) as uow:
                 contracts.sign_custodial(uow, who, ctx.custody_secret, cid)
                 uow.commit()
         with UnitOfWork(ctx.writes) as uow:
