@@ -418,3 +418,55 @@ def test_the_merchant_declares_the_scheme_and_an_edit_of_it_is_found(exchange: E
                 assert row is not None
                 row.scheme = original
                 s.commit()
+
+
+def test_copies_made_under_different_schemes_are_traced_together(exchange: Exchange) -> None:
+    """The merchant changes the scheme between two buyers' copies: a trace ranks both,
+    each against the scheme its copy was made with, and names the right one."""
+    ex = exchange
+    first, first_contract = metered_contract(ex)
+    second, second_contract = metered_contract(ex)
+    with ex.ctx.reads() as s:
+        from databourse.catalog import services as catalog
+
+        asset = catalog.asset_ids_of(s, bus(ex))[0]
+    with ex.as_demo("merchant_a") as m:
+        declared = ok(m.get(f"/assets/{asset}/fingerprint"))["scheme"]
+        original = {
+            "key_columns": declared["key_columns"],
+            "marks": [
+                {k: x[k] for k in ("name", "kind", "tolerance", "relative")}
+                for x in declared["marks"]
+            ],
+        }
+        with world.client(ex, first) as b:
+            ok(b.post(f"/contracts/{first_contract}/downloads", json={"purpose": "marketing"}), 201)
+        other = {**original, "marks": [{**x, "relative": 0.05} for x in original["marks"]]}
+        try:
+            ok(m.put(f"/assets/{asset}/fingerprint", json=other))
+            with world.client(ex, second) as b:
+                d = ok(
+                    b.post(
+                        f"/contracts/{second_contract}/downloads", json={"purpose": "marketing"}
+                    ),
+                    201,
+                )
+                text = fetch(ex, d["url"]).text
+        finally:  # later copies in this shared exchange use the demo's scheme again
+            ok(m.put(f"/assets/{asset}/fingerprint", json=original))
+        t = ok(
+            m.post(f"/products/{bus(ex)}/traces", files={"file": ("l.csv", leak(text, 0.3, 11))}),
+            201,
+        )
+    with ex.ctx.reads() as s:
+        schemes_used = {
+            c.contract_id: c.scheme["marks"][0]["relative"]
+            for c in s.scalars(
+                select(Copy).where(Copy.contract_id.in_([first_contract, second_contract]))
+            )
+        }
+    assert schemes_used == {first_contract: 0.03, second_contract: 0.05}
+    ranked = {r["contract_id"]: r for r in t["ranking"]}
+    assert {first_contract, second_contract} <= set(ranked)
+    assert ranked[second_contract]["accused"] and not ranked[first_contract]["accused"]
+    assert second_contract in t["accused"] and first_contract not in t["accused"]

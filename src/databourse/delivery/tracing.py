@@ -179,16 +179,13 @@ def _merge(results: list[fingerprint.TraceResult], candidates: int) -> fingerpri
         return fingerprint.TraceResult((), 0, 0, fingerprint.DEFAULT_THRESHOLD, ())
     ranking = []
     for r in results:
-        size = max(1, len(r.ranking))
+        shift = math.log10(candidates / max(1, len(r.ranking)))  # in logs: p may underflow
         for s in r.ranking:
-            shift = math.log10(candidates / size)  # in logs: p_false may underflow to 0
             log10_p = min(0.0, s.log10_p_false + shift)
-            p = 10.0**log10_p
+            accused = log10_p < math.log10(r.threshold)
             ranking.append(
-                replace(s, p_false=p, log10_p_false=log10_p, accused=log10_p < math.log10(
-                    r.threshold
-                ))
-            )  # fmt: skip
+                replace(s, p_false=10.0**log10_p, log10_p_false=log10_p, accused=accused)
+            )
     ranking.sort(key=lambda s: (s.log10_p_false, -s.score))
     first = results[0]
     return fingerprint.TraceResult(
