@@ -3,6 +3,7 @@
 from databourse.assets.models import DataAsset, DataFile
 from databourse.auth.models import ApiKey, WebSession
 from databourse.catalog.models import Product, ProductAsset
+from databourse.compute.models import PrivacyBudget
 from databourse.db import Base
 from databourse.delivery.models import (
     Copy,
@@ -87,6 +88,7 @@ __all__ = [
     "OrganisationRole",
     "ParticipantTier",
     "Posting",
+    "PrivacyBudget",
     "Product",
     "ProductAsset",
     "Recipient",

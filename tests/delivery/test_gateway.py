@@ -12,7 +12,6 @@ by the session), against one real upstream server (``tests.delivery.upstream``).
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +24,6 @@ import pytest
 from sqlalchemy import select
 
 from databourse.api.app import create_app
-from databourse.assets import schemas as asset_schemas
-from databourse.assets import services as assets
-from databourse.auth.policy import SYSTEM_PRINCIPAL
-from databourse.catalog import schemas as catalog_schemas
-from databourse.catalog import services as catalog
 from databourse.catalog.pricing import MeteredPlan, metered_charge
 from databourse.db import advance_clock
 from databourse.delivery import keys
@@ -38,8 +32,6 @@ from databourse.delivery.ratelimit import RateLimiter, retry_after
 from databourse.ledger.models import LedgerEntry
 from databourse.market.models import Contract
 from databourse.settlement.usage import usage_summary
-from databourse.uow import Actor, UnitOfWork
-from tests import factories
 from tests.conftest import TLS, Exchange, make_settings, serve_in_thread
 from tests.delivery import upstream as up
 from tests.market import world
@@ -79,33 +71,11 @@ def clock() -> Iterator[None]:
 
 def api_product(ex: Exchange, merchant: Org, policy: dict[str, Any] | None = None) -> str:
     """A listed ``api`` product of the merchant with a per-call metered plan."""
-    me = merchant.principal
-    actor = Actor(me.kind, me.id, me.org_id)
-    body = factories.asset(title=f"Risk scores {secrets.token_hex(3)}")
-    with UnitOfWork(ex.ctx.writes, actor) as uow:
-        asset = assets.create(uow, me, asset_schemas.AssetIn.model_validate(body, strict=False))
-        assets.transition(uow, me, asset.id, "submit")
-        uow.commit()
-    with UnitOfWork(ex.ctx.writes) as uow:
-        assets.transition(uow, SYSTEM_PRINCIPAL, asset.id, "register", "documents checked")
-        uow.commit()
-    product = factories.product(
-        [asset.id],
-        FIELDS,
-        kind="api",
-        title=f"Mobile risk API {secrets.token_hex(3)}",
-        plans=[{"name": PLAN, "model": "metered", "unit": "call", "tiers": TIERS}],
-        policy=policy or POLICY,
-        sample={"columns": FIELDS, "rows": [["13800000000", "12", "active", "30"]]},
+    plan = {"name": PLAN, "model": "metered", "unit": "call", "tiers": TIERS}
+    row = ["13800000000", "12", "active", "30"]
+    return world.listed_product(
+        ex.ctx, merchant, "api", "Mobile risk API", FIELDS, [plan], policy or POLICY, row
     )
-    with UnitOfWork(ex.ctx.writes, actor) as uow:
-        p = catalog.create(uow, me, catalog_schemas.ProductIn.model_validate(product, strict=False))
-        catalog.transition(uow, me, p.id, "submit", None)
-        uow.commit()
-    with UnitOfWork(ex.ctx.writes) as uow:
-        catalog.transition(uow, SYSTEM_PRINCIPAL, p.id, "approve", "checklist passed")
-        uow.commit()
-    return str(p.id)
 
 
 def register(ex: Exchange, merchant: Org, product_id: str, base_url: str, **over: Any) -> Any:

@@ -65,11 +65,21 @@ def party(ex: Exchange, roles: list[str]) -> Org:
     return _org(ex.ctx, quick_party(ex, roles))
 
 
-def list_fixed_product(ctx: AppContext, merchant: Org, price_fen: int) -> str:
-    """An API product of the merchant with one fixed-price plan, listed; its id."""
+def listed_product(
+    ctx: AppContext,
+    merchant: Org,
+    kind: str,
+    title: str,
+    columns: list[str],
+    plans: list[dict[str, Any]],
+    policy: dict[str, Any],
+    sample_row: list[str],
+) -> str:
+    """A product of the merchant, built on a freshly registered asset and listed by the
+    exchange (the system principal approves it); its id."""
     me = merchant.principal
     actor = Actor(me.kind, me.id, me.org_id)
-    body = factories.asset(title=f"Fixed-price asset {secrets.token_hex(3)}")
+    body = factories.asset(title=f"{title} asset {secrets.token_hex(3)}")
     with UnitOfWork(ctx.writes, actor) as uow:
         asset = assets.create(uow, me, asset_schemas.AssetIn.model_validate(body, strict=False))
         assets.transition(uow, me, asset.id, "submit")
@@ -77,19 +87,14 @@ def list_fixed_product(ctx: AppContext, merchant: Org, price_fen: int) -> str:
     with UnitOfWork(ctx.writes) as uow:
         assets.transition(uow, SYSTEM_PRINCIPAL, asset.id, "register", "documents checked")
         uow.commit()
-    columns = ["line", "hour", "boardings"]
     product = factories.product(
         [asset.id],
         columns,
-        kind="api",
-        title=f"Ridership API {secrets.token_hex(3)}",
-        plans=[{"name": PLAN, "model": "fixed", "price_fen": price_fen}],
-        policy={
-            **factories.POLICY,
-            "purposes": [PURPOSE, "statistics"],
-            "count": {"max_calls": 10_000},
-        },
-        sample={"columns": columns, "rows": [["71路", "08:00", "1200"]]},
+        kind=kind,
+        title=f"{title} {secrets.token_hex(3)}",
+        plans=plans,
+        policy=policy,
+        sample={"columns": columns, "rows": [sample_row]},
     )
     with UnitOfWork(ctx.writes, actor) as uow:
         p = catalog.create(uow, me, catalog_schemas.ProductIn.model_validate(product, strict=False))
@@ -99,6 +104,20 @@ def list_fixed_product(ctx: AppContext, merchant: Org, price_fen: int) -> str:
         catalog.transition(uow, SYSTEM_PRINCIPAL, p.id, "approve", "checklist passed")
         uow.commit()
     return str(p.id)
+
+
+def list_fixed_product(ctx: AppContext, merchant: Org, price_fen: int) -> str:
+    """An API product of the merchant with one fixed-price plan, listed; its id."""
+    return listed_product(
+        ctx,
+        merchant,
+        "api",
+        "Ridership API",
+        ["line", "hour", "boardings"],
+        [{"name": PLAN, "model": "fixed", "price_fen": price_fen}],
+        {**factories.POLICY, "purposes": [PURPOSE, "statistics"], "count": {"max_calls": 10_000}},
+        ["71路", "08:00", "1200"],
+    )
 
 
 def certify_agency(ctx: AppContext, agent: Org, merchant: Org, commission_bp: int) -> str:

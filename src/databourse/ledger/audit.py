@@ -74,7 +74,7 @@ def default_coverage() -> Coverage:
         "bil": (Bill, _bill_state),
         "com": (Commission, commission_state),
     }
-    return coverage | _auction_coverage() | _delivery_coverage()
+    return coverage | _auction_coverage() | _delivery_coverage() | _compute_coverage()
 
 
 def _journal_state(journal: Any) -> dict[str, Any]:
@@ -117,6 +117,13 @@ def _delivery_coverage() -> Coverage:
         "upstream": (Upstream, upstream_state),
         "fingerprint": (FingerprintScheme, scheme_state),
     }
+
+
+def _compute_coverage() -> Coverage:
+    from databourse.compute.budgets import state as budget_state
+    from databourse.compute.models import PrivacyBudget
+
+    return {"budget": (PrivacyBudget, budget_state)}
 
 
 def _auction_coverage() -> Coverage:

@@ -1,0 +1,20 @@
+"""Errors of compute, each a stable problem type."""
+
+from __future__ import annotations
+
+from databourse.errors import Conflict, ValidationFailed
+
+
+class InvalidPrivacyParameter(ValidationFailed):
+    slug = "invalid-privacy-parameter"
+    title = "The privacy parameter is not valid"
+
+
+class BudgetExhausted(Conflict):
+    slug = "privacy-budget-exhausted"
+    title = "The contract's privacy budget does not cover this query"
+
+
+class NoPrivacyBudget(Conflict):
+    slug = "no-privacy-budget"
+    title = "The contract's policy grants no privacy budget"
