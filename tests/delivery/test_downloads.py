@@ -349,8 +349,7 @@ def test_the_merchant_traces_a_leak_to_its_buyer(exchange: Exchange) -> None:
             b.post(f"/products/{product}/traces", files={"file": ("x.csv", b"a,b\n1,2\n")}),
             403, "forbidden",
         )  # fmt: skip
-    with world.client(ex, world.party(ex, ["buyer"])) as other:
-        ok(other.get("/contracts"))  # a stranger sees no trace either
+    stranger = world.party(ex, ["buyer"])
     with ex.as_demo("merchant_a") as m:
         r = m.post(f"/products/{product}/traces", files={"file": ("leak.csv", leak(text, 0.2, 7))})
         t = ok(r, 201)
@@ -362,6 +361,8 @@ def test_the_merchant_traces_a_leak_to_its_buyer(exchange: Exchange) -> None:
         assert bystander not in [s["contract_id"] for s in others if s["accused"]]
         assert {s["contract_id"] for s in t["ranking"]} >= {cid}
         assert ok(m.get(f"/traces/{t['id']}"))["accused"] == [cid]
+        with world.client(ex, stranger) as other:  # a buyer's role reads no traces
+            refused(other.get(f"/traces/{t['id']}"), 403, "forbidden")
         # the original itself, unmarked, accuses nobody
         original = original_rows(ex, t["data_file_id"])
         out = io.StringIO()

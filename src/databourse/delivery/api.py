@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse
 
 from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
 from databourse.delivery import access, copies, downloads, schemes, tracing
@@ -79,7 +78,7 @@ def create_download(
         rows=copy.row_count,
         copy_sha256=copy.sha256,
     )
-    return JSONResponse(out.model_dump(mode="json"), status_code=201)
+    return out
 
 
 @router.get(
@@ -173,7 +172,7 @@ def create_trace(
     t = tracing.trace(ctx, caller, product_id, data, data_file_id)
     with ctx.reads() as session:
         out = _trace_out(session, t)
-    return JSONResponse(out.model_dump(mode="json"), status_code=201)
+    return out
 
 
 @router.get(

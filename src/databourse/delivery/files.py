@@ -212,7 +212,7 @@ def _metered(chunks: Iterator[bytes], ctx: AppContext, d: Download) -> Iterator[
             yield block
     finally:
         if sent:
-            ctx.meter(d.path).record(d.contract_id, "byte", sent)
+            ctx.meter(d.path).add_bytes(d.contract_id, sent)  # merged per flush
 
 
 def content(ctx: AppContext, d: Download, copy: Copy, grant: access.Grant) -> Iterator[bytes]:
