@@ -3,7 +3,7 @@
 from databourse.assets.models import DataAsset, DataFile
 from databourse.auth.models import ApiKey, WebSession
 from databourse.catalog.models import Product, ProductAsset
-from databourse.compute.models import PrivacyBudget
+from databourse.compute.models import ComputeService, Job, Node, PrivacyBudget
 from databourse.db import Base
 from databourse.delivery.models import (
     Copy,
@@ -65,6 +65,7 @@ __all__ = [
     "Bill",
     "Checkpoint",
     "Commission",
+    "ComputeService",
     "Contract",
     "Copy",
     "Cosignature",
@@ -75,6 +76,7 @@ __all__ = [
     "FeeRule",
     "FingerprintScheme",
     "IdempotencyRecord",
+    "Job",
     "Journal",
     "LedgerAlert",
     "LedgerEntry",
@@ -83,6 +85,7 @@ __all__ = [
     "LedgerNode",
     "MatchNotice",
     "Negotiation",
+    "Node",
     "Offer",
     "Organisation",
     "OrganisationRole",

@@ -229,6 +229,17 @@ POLICY: dict[str, Action] = {
         _read("fingerprint.read", {MER: OWN, OP: ANY, REG: ANY}),
         Action("trace.create", True, {MER: OWN, OP: ANY}),
         _read("trace.read", {MER: OWN, OP: ANY, REG: ANY}),
+        # compute: nodes, compute services, jobs, privacy budgets
+        Action("node.register", True, {MER: OWN, BUY: OWN}, admin_only=True),
+        Action("node.revoke", True, {MER: OWN, BUY: OWN, OP: ANY}, admin_only=True),
+        _read("node.read", {MER: OWN, BUY: OWN, OP: ANY, REG: ANY}),
+        _read("node.exchange_key", {MEMBER: ANY}),
+        Action("compute.set", True, {MER: OWN}),
+        _read("compute.read", {MEMBER: ANY}),
+        Action("job.submit", True, {BUY: OWN}),
+        Action("job.cancel", True, {BUY: OWN, OP: ANY}),
+        _read("job.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
+        _read("budget.read", {BUY: OWN, MER: OWN, OP: ANY, REG: ANY}),
     ]
 }
 

@@ -18,3 +18,20 @@ class BudgetExhausted(Conflict):
 class NoPrivacyBudget(Conflict):
     slug = "no-privacy-budget"
     title = "The contract's policy grants no privacy budget"
+
+
+class QueryNotPrivate(ValidationFailed):
+    """The SQL cannot be answered with differential privacy (or the threshold rule)."""
+
+    slug = "query-not-private"
+    title = "The query cannot be answered without revealing rows"
+
+
+class InvalidPSIInput(ValidationFailed):
+    slug = "invalid-psi-input"
+    title = "The set given for private set intersection is not valid"
+
+
+class InvalidTrainingSpec(ValidationFailed):
+    slug = "invalid-training-spec"
+    title = "The federated training request is not valid"
