@@ -24,7 +24,7 @@ seed: migrate
 	DATABOURSE_PUBLIC_URL=http://$(HOST):$(PORT) $(BIN)/databourse demo seed
 
 run: seed
-	DATABOURSE_DEMO_UPSTREAM=true DATABOURSE_PUBLIC_URL=http://$(HOST):$(PORT) \
+	DATABOURSE_DEMO_UPSTREAM=true DATABOURSE_DEMO_NODES=true DATABOURSE_PUBLIC_URL=http://$(HOST):$(PORT) \
 		$(BIN)/databourse serve --host $(HOST) --port $(PORT)
 
 test: venv

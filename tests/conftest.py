@@ -24,6 +24,7 @@ import uvicorn
 from databourse import demo, migrations
 from databourse.api.app import create_app
 from databourse.api.context import AppContext
+from databourse.demo_compute import seed_compute
 from databourse.demo_delivery import seed_delivery
 from databourse.demo_supply import seed_supply
 from databourse.demo_trades import seed_trades
@@ -120,7 +121,11 @@ def make_settings(data_dir: Path, url: str, **kw: object) -> Settings:
 @pytest.fixture(scope="session")
 def exchange(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
     settings = make_settings(
-        tmp_path_factory.mktemp("data"), store_url, max_body_bytes=64_000, demo_upstream=True
+        tmp_path_factory.mktemp("data"),
+        store_url,
+        max_body_bytes=64_000,
+        demo_upstream=True,
+        demo_nodes=True,
     )
     app = create_app(settings, configure_logging=False)
     ctx: AppContext = app.state.ctx
@@ -132,6 +137,7 @@ def exchange(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     server, thread, base = serve_in_thread(app)
     settings.public_url = base  # the demo upstream is served by this very exchange
     seed_delivery(ctx, emails)
+    seed_compute(ctx, emails)
     store = "sqlite" if store_url.startswith("sqlite") else "postgresql"
     yield Exchange(base, ctx, world, store)
     server.should_exit = True

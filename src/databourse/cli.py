@@ -73,6 +73,11 @@ from databourse.delivery.gateway_cli import gateway_app  # noqa: E402
 
 app.add_typer(gateway_app, name="gateway")
 
+from databourse.compute.cli import compute_app, node_app  # noqa: E402
+
+app.add_typer(node_app, name="node")
+app.add_typer(compute_app, name="compute")
+
 console = Console()
 err = Console(stderr=True)
 
@@ -355,13 +360,17 @@ def demo_seed() -> None:
                 {s.key: s.email for s in seeded},
             )
     from databourse.api.context import AppContext
+    from databourse.demo_compute import seed_compute
     from databourse.demo_delivery import seed_delivery
 
     ctx = AppContext.build(settings)
     try:
         with console.status("Seeding the API upstream, downloads and fingerprinted copies…"):
             supply += seed_delivery(ctx, {s.key: s.email for s in seeded})
+        with console.status("Seeding compute nodes, compute products and contracts…"):
+            supply += seed_compute(ctx, {s.key: s.email for s in seeded})
     finally:
+        ctx.compute.close()
         ctx.db.dispose()
     table = Table("role", "login e-mail", "status", "organisation", "id", "new", title="Demo world")
     for s in seeded:

@@ -82,6 +82,23 @@ class Offer:
     listed: bool = True
 
 
+#: An asset licensed from a telecom operator: personal information, consented, graded 3.
+TELECOM_LICENSED: dict[str, Any] = {
+    "industry": "finance",
+    "source": {
+        "kind": "purchased",
+        "description": "Licensed from a telecom operator under a data supply contract.",
+        "upstream_provider": "Demo Telecom Data Co.",
+        "upstream_contract": "DT-2025-0117",
+    },
+    "rights": RIGHTS,
+    "grade": "general",
+    "sub_grade": 3,
+    "personal_info": True,
+    "pi_consent_basis": "Separate consent collected by the operator (PIPL art. 23).",
+}
+
+
 def _policy(**over: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "purposes": ["research", "statistics", "product_development"],
@@ -163,18 +180,7 @@ OFFERS = (
         {
             "title": "手机号风险评分 Mobile number risk score",
             "description": "基于运营商授权数据的手机号在网时长、状态与风险评分。",
-            "industry": "finance",
-            "source": {
-                "kind": "purchased",
-                "description": "Licensed from a telecom operator under a data supply contract.",
-                "upstream_provider": "Demo Telecom Data Co.",
-                "upstream_contract": "DT-2025-0117",
-            },
-            "rights": RIGHTS,
-            "grade": "general",
-            "sub_grade": 3,
-            "personal_info": True,
-            "pi_consent_basis": "Separate consent collected by the operator (PIPL art. 23).",
+            **TELECOM_LICENSED,
         },
         {
             "kind": "api",
@@ -317,8 +323,34 @@ def seed_supply(
     sessions: sessionmaker[Session], store: ObjectStore, emails: dict[str, str]
 ) -> list[str]:
     """Create the demo supply (idempotent); returns what was created, in words."""
+    created = seed_offers(sessions, store, emails, OFFERS)
+    search = CatalogSearch()
+    for key, demand in DEMANDS:
+        me = principal_of(sessions, emails[key])
+        with sessions() as s:
+            exists = s.scalar(
+                select(Demand.id).where(Demand.org_id == me.org_id, Demand.title == demand["title"])
+            )
+        if exists:
+            continue
+        with UnitOfWork(sessions, Actor(me.kind, me.id, me.org_id)) as uow:
+            wanted = demand_schemas.DemandIn.model_validate(demand, strict=False)
+            d, matches = demands.post(uow, me, search, wanted)
+            uow.commit()
+        created.append(f"demand {d.title!r} ({len(matches)} matches)")
+    return created
+
+
+def seed_offers(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    emails: dict[str, str],
+    offers: tuple[Offer, ...],
+) -> list[str]:
+    """Register each offer's asset (with its file, if any) and list its product, unless
+    the merchant already has an asset of that title."""
     created: list[str] = []
-    for offer in OFFERS:
+    for offer in offers:
         me = principal_of(sessions, emails[offer.merchant])
         with sessions() as s:
             exists = s.scalar(
@@ -362,18 +394,4 @@ def seed_supply(
             f"{product.kind} product {product.title!r} "
             f"({'listed' if offer.listed else 'in review'})"
         )
-    search = CatalogSearch()
-    for key, demand in DEMANDS:
-        me = principal_of(sessions, emails[key])
-        with sessions() as s:
-            exists = s.scalar(
-                select(Demand.id).where(Demand.org_id == me.org_id, Demand.title == demand["title"])
-            )
-        if exists:
-            continue
-        with UnitOfWork(sessions, Actor(me.kind, me.id, me.org_id)) as uow:
-            wanted = demand_schemas.DemandIn.model_validate(demand, strict=False)
-            d, matches = demands.post(uow, me, search, wanted)
-            uow.commit()
-        created.append(f"demand {d.title!r} ({len(matches)} matches)")
     return created

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     demo_upstream: bool = Field(
         False, description="Serve the demo merchant's API at /demo/upstream (demo only)."
     )
+    demo_nodes: bool = Field(
+        False,
+        description="Serve the demo world's two compute nodes at /demo/nodes/<name> (demo only).",
+    )
     demo_password: SecretStr = SecretStr("demo-password-2026")
 
     @property

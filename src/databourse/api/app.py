@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         log.info("exchange stopping: writing buffered usage records")
         for meter in ctx.distinct_meters():
             await asyncio.to_thread(meter.stop)
+        await asyncio.to_thread(ctx.compute.close)
         ctx.db.dispose()
 
     ctx = AppContext.build(settings)
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     from databourse.assets import api as assets_api
     from databourse.auth import api as auth_api
     from databourse.catalog import api as catalog_api
+    from databourse.compute import api as compute_api
     from databourse.delivery import api as delivery_api
     from databourse.delivery import files as delivery_files
     from databourse.delivery import gateway_api, sharing_api
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
     v1.include_router(gateway_api.router)
     v1.include_router(delivery_api.router)
     v1.include_router(sharing_api.router)
+    v1.include_router(compute_api.router)
     # The gateway first: its calls are the hottest path, and Starlette tries routes in
     # order (the /api/v1 tree is some 150 routes); no prefix is shared, so order is free.
     app.include_router(gateway_api.gateway)
@@ -107,6 +110,10 @@ def create_app(settings: Settings | None = None, *, configure_logging: bool = Tr
         from databourse import demo_upstream
 
         app.include_router(demo_upstream.router)
+    if settings.demo_nodes:
+        from databourse import demo_compute
+
+        demo_compute.mount_nodes(app, settings, ctx.custody_secret)
     app.include_router(sharing_api.protocol)  # Delta Sharing: /delta-sharing/…
     app.add_middleware(
         EdgeMiddleware,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,6 +38,7 @@ class AppContext:
     catalog: CatalogSearch
     custody_secret: bytes
     meters: dict[str, Meter] = field(default_factory=dict)
+    compute: Any = None  # compute.exchange.ComputeState: node key, embedded node, job runner
 
     def meter(self, path: str) -> Meter:
         """The usage meter of a delivery path ("gateway", "download", "share")."""
@@ -81,6 +83,9 @@ class AppContext:
                     max_pending=settings.meter_max_pending,
                 )
             ctx.meters[path] = made[source]
+        from databourse.compute.exchange import ComputeState
+
+        ctx.compute = ComputeState(ctx)
         return ctx
 
     def distinct_meters(self) -> list[Meter]:

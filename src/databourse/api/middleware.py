@@ -29,6 +29,11 @@ def logged_path(path: str) -> str:
     return _CREDENTIAL_PATH.sub(r"\1…", path)
 
 
+#: Compute nodes mounted in the exchange's process (the demo's) take their own, larger limit.
+NODE_PATHS = ("/demo/nodes/",)
+NODE_MAX_BODY = 512 * 1024 * 1024
+
+
 class EdgeMiddleware:
     def __init__(
         self,
@@ -57,7 +62,9 @@ class EdgeMiddleware:
         limit = self.max_body
         declared = headers.get("content-length", "")
         upload = scope["method"] == "POST" and bool(self.upload_paths.match(scope["path"]))
-        if upload:
+        if scope["path"].startswith(NODE_PATHS):
+            limit = NODE_MAX_BODY  # a node app served here (the demo's) carries PSI messages
+        elif upload:
             limit = self.max_upload
             if not declared.isdigit():
                 await self._problem(

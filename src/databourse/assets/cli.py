@@ -77,6 +77,7 @@ def exchange() -> Iterator[AppContext]:
         err.print(f"[red]invalid input[/red]: {escape(_problems(exc))}")
         raise typer.Exit(1) from exc
     finally:
+        ctx.compute.close()
         ctx.db.dispose()
 
 

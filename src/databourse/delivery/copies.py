@@ -263,3 +263,15 @@ def ensure(ctx: AppContext, grant: Grant, data_file_id: str) -> Copy:
         if found is None or not isinstance(exc, IntegrityError):
             raise
         return found  # another maker's copy committed first
+
+
+def typed_table(store: ObjectStore, df: DataFile) -> pa.Table:
+    """The stored file, whole and typed by its declared columns (no marks): what the
+    exchange's own compute node computes on for data the exchange hosts."""
+    schema = _schema([(c["name"], c["type"]) for c in df.columns])
+    batches: list[pa.RecordBatch] = []
+    with store.open(df.object_key) as f:
+        for _, columns in stored_batches(f, df.format, df.encoding, 0):
+            batch = pa.RecordBatch.from_arrays(columns, names=schema.names)
+            batches.append(_typed(batch, schema))
+    return pa.Table.from_batches(batches, schema=schema)

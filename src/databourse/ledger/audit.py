@@ -121,9 +121,16 @@ def _delivery_coverage() -> Coverage:
 
 def _compute_coverage() -> Coverage:
     from databourse.compute.budgets import state as budget_state
-    from databourse.compute.models import PrivacyBudget
+    from databourse.compute.jobs import state as job_state
+    from databourse.compute.models import ComputeService, Job, Node, PrivacyBudget
+    from databourse.compute.services import node_state, service_state
 
-    return {"budget": (PrivacyBudget, budget_state)}
+    return {
+        "budget": (PrivacyBudget, budget_state),
+        "nod": (Node, node_state),
+        "compute": (ComputeService, service_state),
+        "job": (Job, job_state),
+    }
 
 
 def _auction_coverage() -> Coverage:
