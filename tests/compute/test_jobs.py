@@ -378,3 +378,87 @@ def test_jobs_are_on_the_ledger_and_verify(exchange: Exchange) -> None:
         report = audit.verify(s)
     assert kinds == ["job.submitted", "job.authorised", "job.started", "job.succeeded"]
     assert not [f for f in report.findings if f.subject == job["id"]]
+
+
+# The embedded node, over data the exchange hosts, in threshold mode ----------------------------
+
+
+def test_threshold_mode_on_hosted_data_suppresses_small_groups(exchange: Exchange) -> None:
+    import io
+
+    from databourse.assets import uploads
+    from databourse.catalog import services as catalog
+    from databourse.uow import Actor
+
+    merchant = world.party(exchange, ["merchant"])
+    pid = world.listed_product(
+        exchange.ctx,
+        merchant,
+        "compute",
+        "Hosted people statistics",
+        ["result"],
+        [{"name": PER_JOB, "model": "metered", "unit": "call",
+          "tiers": [{"up_to": None, "price_per_1000_fen": 100_000}]}],
+        {"purposes": ["statistics"], "term_days": 60, "territories": ["CN"],
+         "onward": {"mode": "prohibited"},
+         "output": {"aggregates_only": True, "min_group_size": 20}},
+        ["aggregate"],
+    )  # fmt: skip
+    with exchange.ctx.reads() as s:
+        (asset_id,) = catalog.asset_ids_of(s, pid)
+    sizes = {"east": 100, "west": 60, "north": 25, "south": 5}
+    lines = ["pid,region,income"] + [
+        f"p{region}{i},{region},{(i * 7) % 101}" for region, n in sizes.items() for i in range(n)
+    ]
+    me = merchant.principal
+    uploads.upload(
+        exchange.ctx.writes,
+        Actor(me.kind, me.id, me.org_id),
+        me,
+        exchange.ctx.store,
+        asset_id,
+        filename="people.csv",
+        source=io.BytesIO(("\n".join(lines) + "\n").encode()),
+    )
+    schema = {
+        "privacy_unit": "pid",
+        "tables": [
+            {
+                "name": "people",
+                "columns": [
+                    {"name": "pid", "type": "string"},
+                    {"name": "region", "type": "string", "categories": list(sizes)},
+                    {"name": "income", "type": "integer", "lower": 0, "upper": 100},
+                ],
+            }
+        ],
+    }
+    with world.client(exchange, merchant) as m:
+        svc = {"kind": "sql", "node_id": None, "schema": schema,
+               "tables": {"people": f"asset:{asset_id}"}}  # fmt: skip
+        assert ok(m.put(f"/products/{pid}/compute", json=svc))["node_id"] is None
+        wrong = {**svc, "tables": {"people": "asset:ast_not_this_products"}}
+        refused(m.put(f"/products/{pid}/compute", json=wrong), 422, "validation")
+    buyer = world.party(exchange, ["buyer"])
+    with world.client(exchange, buyer) as b, world.client(exchange, merchant) as m:
+        c = ok(b.post("/contracts", json={"product_id": pid, "purpose": "statistics",
+                                          "plan": PER_JOB, "term_days": 60,
+                                          "billing": "prepaid"}, headers=key()), 201)  # fmt: skip
+        ok(b.post(f"/contracts/{c['id']}/sign"))
+        ok(m.post(f"/contracts/{c['id']}/sign"))
+        q = "SELECT region, COUNT(*) AS n, SUM(income) AS total FROM people GROUP BY region"
+        job = ok(b.post(f"/contracts/{c['id']}/jobs", params={"wait": 30},
+                        json={"kind": "sql", "sql": q}), 201)  # fmt: skip
+        raw = b.post(
+            f"/contracts/{c['id']}/jobs", json={"kind": "sql", "sql": "SELECT * FROM people"}
+        )
+    assert job["state"] == "succeeded", job["problem"]
+    r = job["result"]
+    assert r["mode"] == "threshold" and r["node"] == "exchange" and job["epsilon"] == 0
+    got = {row[0]: row[1:] for row in r["rows"]}
+    expected = {
+        region: [n, sum((i * 7) % 101 for i in range(n))] for region, n in sizes.items() if n >= 20
+    }
+    assert got == expected  # exact, and the 5-person group is not there
+    assert r["suppressed_groups"] == 1
+    refused(raw, 422, "query-not-private")

@@ -355,6 +355,30 @@ def _history_chart(history: list[dict[str, float]]) -> None:
     console.print(table)
 
 
+@compute_app.command("contracts")
+def compute_contracts(as_: Member) -> None:
+    """Your organisation's contracts on compute products, with what each computes."""
+    from sqlalchemy import select
+
+    from databourse.catalog.models import Product
+    from databourse.compute.models import ComputeService
+    from databourse.market.models import Contract
+
+    with exchange() as ctx, ctx.reads() as s:
+        me = acting(s, as_)
+        rows = s.execute(
+            select(Contract.id, Contract.status, Product.title, ComputeService.kind)
+            .join(Product, Product.id == Contract.product_id)
+            .outerjoin(ComputeService, ComputeService.product_id == Product.id)
+            .where(Product.kind == "compute", Contract.buyer_org_id == me.org_id)
+            .order_by(Contract.created_at)
+        ).all()
+    table = Table("contract", "computes", "status", "product")
+    for cid, status, title, kind in rows:
+        table.add_row(cid, kind or "—", status, escape(title))
+    console.print(table)
+
+
 @compute_app.command("jobs")
 def compute_jobs(contract_id: str, as_: As = None, limit: int = 20) -> None:
     """A contract's jobs, newest first."""
