@@ -8,14 +8,17 @@ into buckets, and look for an output set S with P[M(D) ∈ S] > e^ε · P[M(D′
 the same with D and D′ swapped). Such a set falsifies the claim; not finding one is
 evidence, not proof.
 
-Where Google's tester compares raw bucket frequencies with a fixed tolerance, this one
-makes the tolerance exact: a bucket is a violation only when the one-sided Clopper–Pearson
-lower bound of its probability under one dataset exceeds e^ε times the upper bound under
-the other, plus δ. With a Bonferroni correction over buckets and directions, a mechanism
-that does satisfy ε-DP is accused with probability at most ``alpha`` (1e-9 by default),
-whatever the noise happened to be; that is what keeps the tests deterministic in effect,
-since OpenDP's noise cannot be seeded. For δ > 0 the worst set (the union of the buckets
-where one side is heavier) is chosen on one half of the samples and tested on the other.
+Google's tester sizes equal-width bins by the Freedman–Diaconis rule, pads each
+comparison with the histogram's approximation error (after Wasserman, *All of
+Nonparametric Statistics*) and tolerates up to 5 % of failed comparisons over many
+datasets. This one makes each comparison an exact test instead: a bucket is a violation
+only when the one-sided Clopper–Pearson lower bound of its probability under one dataset
+exceeds e^ε times the upper bound under the other, plus δ. With a Bonferroni correction
+over buckets and directions, a mechanism that does satisfy ε-DP is accused with
+probability at most ``alpha`` (1e-9 by default), whatever the noise happened to be; that
+is what keeps the tests deterministic in effect, since OpenDP's noise cannot be seeded.
+For δ > 0 the worst set (the union of the buckets where one side is heavier) is chosen on
+one half of the samples and tested on the other.
 
 Buckets: outputs with at most ``max_buckets`` distinct values are bucketed by value, and
 otherwise by quantiles of the pooled samples, so every bucket holds a useful share of

@@ -466,6 +466,7 @@ def test_identifiers_are_quoted() -> None:
         ("SELECT COUNT(*) FROM people LIMIT age", "unsupported-clause"),
         ("SELECT COUNT(*) AS _dp_rows FROM people", "reserved-name"),
         ("SELECT COUNT(*) AS n, SUM(age) AS n FROM people", "duplicate-column"),
+        ("SELECT region, region AS r, COUNT(*) FROM people GROUP BY region", "duplicate-column"),
         ("SELECT COUNT(*) FROM people p JOIN people p USING (pid)", "duplicate-alias"),
         ("SELECT COUNT(*) FROM people ORDER BY age", "raw-rows"),
         (

@@ -37,7 +37,8 @@ from databourse.compute.dpsql import DIALECT, NOISY_TABLE, RESERVED, SQL_TYPES, 
 __all__ = ["Result", "run"]
 
 _INT64 = (-(2**63), 2**63 - 1)
-_CONFIG = {  # no Python variables, no extensions fetched or loaded behind our back
+# no Python variables, no extensions fetched or loaded behind our back
+_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "python_enable_replacements": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -74,16 +75,50 @@ def _json(v: Any) -> Any:
     return v.isoformat() if isinstance(v, date) else v
 
 
+def rows_per_unit(table: pa.Table, unit: str) -> int:
+    """The most rows any one privacy unit has in ``table`` (0 if it is empty). A node
+    learns it once per version of its data; when it is within ``max_contributions`` the
+    contribution bound of every query over that table keeps every row and can be skipped
+    (``run``'s ``rows_per_unit``) — the same answer, without partitioning every row by its
+    unit."""
+    con = duckdb.connect(":memory:", config=_CONFIG)
+    try:
+        con.register("t", table)
+        counts = exp.select(exp.Count(this=exp.Star()).as_("c")).from_("t")
+        counts = counts.group_by(exp.column(unit, quoted=True))
+        top = exp.select(exp.Max(this=exp.column("c"))).from_(counts.subquery("g"))
+        found = con.execute(top.sql(DIALECT)).fetchone()
+    finally:
+        con.close()
+    return int(found[0] or 0) if found else 0
+
+
 def run(
-    plan: Plan, tables: Mapping[str, pa.Table | str | os.PathLike[str]], *, seed: int | None = None
+    plan: Plan,
+    tables: Mapping[str, pa.Table | str | os.PathLike[str]],
+    *,
+    seed: int | None = None,
+    rows_per_unit: Mapping[str, int] | None = None,
 ) -> Result:
-    """Answer ``plan`` over ``tables`` (schema table name → Arrow table or .csv/.parquet path)."""
+    """Answer ``plan`` over ``tables`` (schema table name → Arrow table or .csv/.parquet path).
+
+    ``rows_per_unit`` (schema table name → the most rows one unit has there, as measured by
+    :func:`rows_per_unit`) lets a query skip the contribution bound when every unit is
+    already within it: a unit's rows after joining on the unit are at most the product of
+    its rows in each table."""
+    sql = plan.sql
+    if plan.mode == "dp" and plan.sql_unbounded is not None and rows_per_unit is not None:
+        known = [rows_per_unit.get(t) for t in plan.tables]
+        if all(n is not None for n in known) and math.prod(n or 0 for n in known) <= (
+            plan.max_contributions
+        ):
+            sql = plan.sql_unbounded
     con = duckdb.connect(":memory:", config=_CONFIG)
     try:
         _load(con, plan, tables)
         salt = secrets.randbits(63) if seed is None else int(seed) % 2**63
         try:
-            cur = con.execute(plan.sql, {"salt": salt} if plan.mode == "dp" else None)
+            cur = con.execute(sql, {"salt": salt} if "$salt" in sql else None)
             names = [d[0] for d in cur.description]
             found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except duckdb.Error as exc:
@@ -249,21 +284,21 @@ def _release(
 def _threshold(plan: Plan, found: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]], int]:
     """The groups with at least k distinct units, exactly; and how many were dropped."""
     k = plan.min_group_size or 1
-    kept = [r for r in found if (r[plan.units_column or ""] or 0) >= k]
+    units = plan.units_column or ""
+    kept = [r for r in found if (r[units] or 0) >= k]
     suppressed = len(found) - len(kept)
     kept.sort(key=lambda r: tuple((r[c.column] is None, r[c.column]) for c in plan.keys))
     names = [k.name for k in plan.keys]
     cols: list[list[Any]] = [[r[c.column] for r in kept] for c in plan.keys]
     for a in plan.aggregates:
+        n, s = a.count_column or "", a.sum_column or ""
+        values: list[Any]
         if a.kind == "count":
-            values = [int(r[a.count_column]) for r in kept]
+            values = [int(r[n]) for r in kept]
         elif a.kind == "sum":
-            values = [_number(r[a.sum_column], a.integer) for r in kept]
+            values = [_number(r[s], a.integer) for r in kept]
         else:
-            values = [
-                (float(r[a.sum_column]) / r[a.count_column]) if r[a.count_column] else None
-                for r in kept
-            ]
+            values = [float(r[s]) / r[n] if r[n] else None for r in kept]
         cols.append(values)
         names.append(a.name)
     return names, cols, suppressed

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, TypeAlias
 
@@ -358,7 +358,8 @@ class Plan:
     min_group_size: int | None = None  # threshold mode: k
     units_column: str | None = None  # threshold mode: distinct units per group
     requested_delta: float = 0.0  # the δ the buyer allowed (unused by pure ε-DP)
-    notes: tuple[str, ...] = field(default=())
+    # dp: ``sql`` without the contribution bound, for data with at most m rows per unit
+    sql_unbounded: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """What was planned, for a job's record (the schema is recorded separately)."""
@@ -557,7 +558,7 @@ class _Planner:
         key_specs = self._key_specs(keys, outputs)
         agg_specs = self._aggregates(aggs, epsilon)
         post = self._post(sel, outputs, key_specs)
-        sql = self._sql(cond, keys, k)
+        sql, unbounded = self._sql(cond, keys, k)
         return Plan(
             mode=self.mode,
             epsilon=epsilon,
@@ -565,6 +566,7 @@ class _Planner:
             requested_delta=delta,
             columns=tuple(names),
             sql=sql,
+            sql_unbounded=unbounded,
             schema=self.schema,
             tables=tuple(dict.fromkeys(t.name for _, t, _ in self.scope.tables)),
             keys=key_specs,
@@ -602,8 +604,8 @@ class _Planner:
         if src is None:
             raise _refuse("no-table", "the query reads no table")
         self._add_table(src.this)
-        for i, join in enumerate(sel.args.get("joins") or []):
-            self._join(join, i + 1)
+        for join in sel.args.get("joins") or []:
+            self._join(join)
 
     def _add_table(self, node: exp.Expression) -> tuple[str, Table, str]:
         if isinstance(node, exp.Subquery):
@@ -626,21 +628,15 @@ class _Planner:
         self.scope.tables.append(entry)
         return entry
 
-    def _join(self, join: exp.Join, index: int) -> None:
-        side, kind = (join.args.get("side") or "").upper(), (join.args.get("kind") or "").upper()
-        if (
-            join.args.get("method")
-            or kind not in ("", "INNER", "OUTER")
-            or side
-            not in (
-                "",
-                "LEFT",
-            )
-        ):
-            what = " ".join(x for x in (join.args.get("method"), side, kind) if x) or "this"
+    def _join(self, join: exp.Join) -> None:
+        side = (join.args.get("side") or "").upper()
+        kind = (join.args.get("kind") or "").upper()
+        method = join.args.get("method")
+        inner = side == "" and kind in ("", "INNER")
+        left = side == "LEFT" and kind in ("", "OUTER")
+        if method or not (inner or left):
+            what = " ".join(str(x) for x in (method, side, kind) if x)
             raise _refuse("unsupported-join", f"{what} JOIN is not accepted: use JOIN or LEFT JOIN")
-        if kind == "OUTER" and side != "LEFT":
-            raise _refuse("unsupported-join", "only JOIN and LEFT JOIN are accepted")
         earlier = list(self.scope.tables)
         used, table, alias = self._add_table(join.this)
         unit_here = _ref(alias, table.column(self.unit).name)  # type: ignore[union-attr]
@@ -673,7 +669,7 @@ class _Planner:
                 )
         self.joins.append((table, alias, "LEFT" if side == "LEFT" else "INNER", on))
 
-    def _unit_equality(self, cond: exp.Expression, alias: str) -> bool:
+    def _unit_equality(self, cond: exp.Expr, alias: str) -> bool:
         """Whether ``cond`` equates the new table's unit with an earlier table's."""
         if not isinstance(cond, exp.EQ):
             return False
@@ -766,6 +762,8 @@ class _Planner:
             if isinstance(inner, exp.Column):
                 ref = self.scope.resolve(inner, self.unit)
                 pos = next((i for i, k in enumerate(keys) if k == ref), None)
+                if any(isinstance(o, _KeyOut) and o.position == pos for o in outs):
+                    raise _refuse("duplicate-column", f"key {inner.sql(DIALECT)} is selected twice")
                 if pos is None:
                     raise _refuse(
                         "raw-rows",
@@ -842,9 +840,9 @@ class _Planner:
             self.value_exprs.append((name, _ref(alias, c.name)))
         return self.values[key]
 
-    def _stat(self, column: str, build: Callable[[], exp.Expression]) -> str:
+    def _stat(self, column: str, expression: exp.Expression) -> str:
         if column not in self.stats:
-            self.stats[column] = _Stat(column, build())
+            self.stats[column] = _Stat(column, expression)
         return column
 
     def _key_specs(self, keys: list[tuple[str, Column]], outs: list[_Out]) -> tuple[Key, ...]:
@@ -869,10 +867,10 @@ class _Planner:
         for a in aggs:
             count = ""
             if a.column is None:
-                count = self._stat(f"{RESERVED}rows", lambda: exp.Count(this=exp.Star()))
+                count = self._stat(f"{RESERVED}rows", exp.Count(this=exp.Star()))
             elif a.kind != "sum" or self.mode == "threshold":
                 v = self._value(*a.column)
-                count = self._stat(f"{v}_n", lambda v=v: exp.Count(this=_name(v)))
+                count = self._stat(f"{v}_n", exp.Count(this=_name(v)))
             if a.kind == "count":
                 spec = Aggregate(name=a.name, kind="count", count_column=count)
                 if self.mode == "dp":
@@ -891,7 +889,7 @@ class _Planner:
             c = a.column[1]
             v = self._value(*a.column)
             if self.mode == "threshold":
-                total = self._stat(f"{v}_sum", lambda v=v: exp.Sum(this=_name(v)))
+                total = self._stat(f"{v}_sum", exp.Sum(this=_name(v)))
                 out.append(
                     Aggregate(
                         name=a.name,
@@ -904,9 +902,7 @@ class _Planner:
                 continue
             assert c.lower is not None and c.upper is not None
             quantum, bound = _grid(c)
-            grid = self._stat(
-                f"{v}_grid", lambda v=v, c=c, q=quantum: exp.Sum(this=_on_grid(v, c, q))
-            )
+            grid = self._stat(f"{v}_grid", exp.Sum(this=_on_grid(v, c, quantum)))
             sum_eps = share if a.kind == "sum" else share / 2
             count_eps = 0.0 if a.kind == "sum" else share / 2
             out.append(
@@ -1009,10 +1005,13 @@ class _Planner:
 
     def _sql(
         self, cond: exp.Expression | None, keys: list[tuple[str, Column]], k: int | None
-    ) -> str:
+    ) -> tuple[str, str | None]:
+        """The statistics query, and (dp mode) the same without the contribution bound —
+        for data already known to hold at most ``max_contributions`` rows per unit, where
+        the bound would keep every row anyway."""
         _, first, first_alias = self.scope.tables[0]
         unit = _ref(first_alias, first.column(self.unit).name)  # type: ignore[union-attr]
-        src_cols: list[exp.Expression] = [exp.alias_(unit, f"{RESERVED}u", quoted=True)]
+        src_cols: list[exp.Expr] = [exp.alias_(unit, f"{RESERVED}u", quoted=True)]
         for i, (alias, c) in enumerate(keys):
             src_cols.append(exp.alias_(_ref(alias, c.name), f"{RESERVED}k{i}", quoted=True))
         for name, e in self.value_exprs:
@@ -1041,7 +1040,7 @@ class _Planner:
         if self.mode == "threshold":
             units = exp.Count(this=exp.Distinct(expressions=[_name(f"{RESERVED}u")]))
             stats.append(exp.alias_(units, "_dp_units", quoted=True))
-            rows_from: exp.Expression = _table(f"{RESERVED}src", quoted=True)
+            rows_from: exp.Expr = _table(f"{RESERVED}src", quoted=True)
         else:
             hashed = [_name(f"{RESERVED}u"), *key_cols]
             hashed += [_name(name) for name, _ in self.value_exprs]
@@ -1060,11 +1059,18 @@ class _Planner:
             rows_from = exp.alias_(
                 exp.Subquery(this=bounded), f"{RESERVED}bounded", table=True, quoted=True
             )
-        final = exp.select(*key_cols, *stats).from_(rows_from)
-        if key_cols:
-            final = final.group_by(*[c.copy() for c in key_cols])
-        final = final.with_(exp.to_identifier(f"{RESERVED}src", quoted=True), as_=src)
-        return final.sql(DIALECT)
+        def statistics(rows: exp.Expr) -> str:
+            final = exp.select(*[c.copy() for c in key_cols], *[x.copy() for x in stats])
+            final = final.from_(rows)
+            if key_cols:
+                final = final.group_by(*[c.copy() for c in key_cols])
+            final = final.with_(exp.to_identifier(f"{RESERVED}src", quoted=True), as_=src)
+            return final.sql(DIALECT)
+
+        if self.mode == "threshold":
+            return statistics(rows_from), None
+        whole = _table(f"{RESERVED}src", quoted=True)
+        return statistics(rows_from), statistics(whole)
 
 
 @dataclass
@@ -1107,7 +1113,7 @@ def _parse(sql: str) -> exp.Select:
     return tree
 
 
-def _conjuncts(e: exp.Expression) -> Iterable[exp.Expression]:
+def _conjuncts(e: exp.Expr) -> Iterable[exp.Expr]:
     if isinstance(e, exp.And):
         yield from _conjuncts(e.this)
         yield from _conjuncts(e.expression)
@@ -1117,7 +1123,7 @@ def _conjuncts(e: exp.Expression) -> Iterable[exp.Expression]:
         yield e
 
 
-def _parents(n: exp.Expression, root: exp.Expression) -> Iterable[exp.Expression]:
+def _parents(n: exp.Expr, root: exp.Expr) -> Iterable[exp.Expr]:
     p = n.parent
     while p is not None and p is not root:
         yield p

@@ -140,13 +140,14 @@ def _authorise_sql(
             raise budget_units.InvalidPrivacyParameter(
                 "name the query's ε (epsilon)", parameter="epsilon"
             )
-        eps = budget_units.epsilon_micro(data.epsilon)
-        delta = budget_units.delta_pico(data.delta)
-        if eps == 0:
+        budget_units.delta_pico(data.delta)  # refuse a malformed δ by its own name
+        if budget_units.epsilon_micro(data.epsilon) == 0:
             raise budget_units.InvalidPrivacyParameter(
                 "a query's ε must be positive", parameter="epsilon"
             )
         plan = dpsql.plan(data.sql, schema, epsilon=data.epsilon, delta=data.delta)
+        # what the mechanisms spend: the ε asked for, and δ 0 (pure ε-DP noise)
+        eps, delta = budget_units.epsilon_micro(plan.epsilon), budget_units.delta_pico(plan.delta)
         budgets.charge(uow, job.contract_id, schema.privacy_unit, eps, delta, ref=job.id)
         job.epsilon_micro, job.delta_pico = eps, delta
         return {"mode": "dp", "columns": list(plan.columns)}

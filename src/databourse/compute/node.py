@@ -191,6 +191,7 @@ class NodeRuntime:
         self.outputs = outputs
         self.psi_workers = psi_workers
         self._sessions: dict[tuple[str, str], _Session] = {}
+        self._per_unit: dict[tuple[str, str], tuple[pa.Table, int]] = {}
         self._lock = threading.Lock()
 
     # sessions
@@ -241,11 +242,24 @@ class NodeRuntime:
                 raise QueryNotPrivate("a DP query needs a numeric ε and δ", reason="schema")
             plan = dpsql.plan(query, schema, epsilon=float(epsilon), delta=float(delta))
         mapping = body.get("tables") or {}
-        tables = {}
+        tables, per_unit = {}, {}
         for t in schema.tables:
             dataset = mapping.get(t.name, t.name) if isinstance(mapping, dict) else t.name
             tables[t.name] = self.datasets.table(dataset)
-        return dprun.run(plan, tables).to_dict()
+            per_unit[t.name] = self._rows_per_unit(dataset, tables[t.name], schema.privacy_unit)
+        return dprun.run(plan, tables, rows_per_unit=per_unit).to_dict()
+
+    def _rows_per_unit(self, dataset: str, table: pa.Table, unit: str) -> int:
+        """Measured once per version of a dataset (the table object the dataset gives)."""
+        key = (dataset, unit)
+        with self._lock:
+            hit = self._per_unit.get(key)
+        if hit is not None and hit[0] is table:
+            return hit[1]
+        n = dprun.rows_per_unit(table, unit)
+        with self._lock:
+            self._per_unit[key] = (table, n)
+        return n
 
     # PSI
     def _psi_items(self, body: Mapping[str, Any]) -> list[str]:

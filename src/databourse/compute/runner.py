@@ -127,12 +127,10 @@ class JobRunner:
             )
         except Cancelled:
             self._transition(job_id, "cancelled", progress_note="cancelled by the buyer")
-            self._end_sessions(job_id)
         except DataBourseError as exc:
             log.info("job %s failed: %s", job_id, exc.detail)
             problem = {"type": exc.type, "title": exc.title, "detail": exc.detail}
             self._transition(job_id, "failed", problem=problem, progress_note="failed")
-            self._end_sessions(job_id)
         except Exception:
             log.exception("job %s failed", job_id)
             problem = {
@@ -141,9 +139,6 @@ class JobRunner:
                 "detail": "the job failed on the exchange; nothing was released",
             }
             self._transition(job_id, "failed", problem=problem, progress_note="failed")
-
-    def _end_sessions(self, job_id: str) -> None:
-        """Best effort: tell nodes holding session state for the job to drop it."""
 
     # kinds
     def _node(self, node_id: str | None) -> NodeClient:
