@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, func, select
 
 from databourse.catalog.models import Product
+from databourse.compute.models import ComputeService, Node
 from databourse.delivery.models import Copy, Download, Upstream
 from databourse.demands.models import Demand
 from databourse.ledger.models import LedgerEntry
@@ -58,7 +59,7 @@ def test_seed_twice_creates_the_world_once(tmp_path: Path) -> None:
     with engine.connect() as c:
         products = dict(c.execute(select(Product.title, Product.status)).all())
         demands = c.scalar(select(func.count()).select_from(Demand))
-    assert sorted(products.values()) == ["in_review", "listed", "listed"]
+    assert sorted(products.values()) == ["in_review"] + ["listed"] * 5  # 3 compute products
     assert demands == 2
     # trades: a settled negotiated subscription, a settled package, two active metered
     # contracts (the API's calls, the dataset's rows)
@@ -68,10 +69,15 @@ def test_seed_twice_creates_the_world_once(tmp_path: Path) -> None:
         copies = c.scalar(select(func.count()).select_from(Copy))
         links = c.execute(select(Download.path, Download.format)).all()
         upstreams = c.scalar(select(func.count()).select_from(Upstream))
-    assert trades == [("active", "none")] * 2 + [("active", "released")] * 2
+    # … and Nanfeng's three metered compute contracts (DP SQL, PSI, federated learning)
+    assert trades == [("active", "none")] * 5 + [("active", "released")] * 2
     # deliveries: both dataset buyers hold their own fingerprinted copy; the API has its
     # upstream
     assert copies == 2 and links == [("download", "csv")] * 2 and upstreams == 1
+    with engine.connect() as c:  # two compute nodes, one service per compute product
+        nodes = c.scalar(select(func.count()).select_from(Node))
+        services = sorted(c.scalars(select(ComputeService.kind)).all())
+    assert nodes == 2 and services == ["fl", "psi", "sql"]
     assert fee == 33_000 + 120_000  # 3 % of ¥11,000 and of ¥40,000
     # the seed's history is on the ledger, and the ledger agrees with the rows
     verify = _cli(tmp_path, "ledger", "verify")

@@ -97,6 +97,9 @@ BODIES: dict[str, Any] = {
     "auction.reveal": {"amount_fen": 1, "nonce": "0" * 32},
     "upstream.set": {"base_url": "https://upstream.example", "allowed_paths": ["/score"]},
     "download.create": {"purpose": "research"},
+    "node.register": {"name": "matrix", "url": "http://127.0.0.1:9", "public_key": "A" * 43},
+    "compute.set": {"kind": "psi", "dataset": "ids", "column": "id"},
+    "job.submit": {"kind": "sql", "sql": "SELECT COUNT(*) FROM t", "epsilon": 0.1},
     "fingerprint.set": {
         "key_columns": ["a"],
         "marks": [{"name": "b", "kind": "integer", "tolerance": 1}],
@@ -141,6 +144,8 @@ TRADE_IDS = (
     "transfer_id",
     "signing_key_id",
     "trace_id",
+    "job_id",
+    "node_id",
 )
 
 # paths naming an organisation's object
