@@ -257,3 +257,22 @@ def test_registration_probes_the_node_and_jobs_run_on_it(
     with exchange.ctx.reads() as s:
         states = s.scalars(select(Job.state).where(Job.contract_id == c["id"])).all()
     assert "succeeded" in states
+
+
+def test_registration_refuses_bad_addresses_and_keys_without_probing(exchange: Exchange) -> None:
+    merchant = world.party(exchange, ["merchant"])
+    key = nodeauth.public_text(nodeauth.private_key(os.urandom(32)))
+    with world.client(exchange, merchant) as m:
+        for url in ("ftp://node.example", "http://user:pw@node.example", "http://n.example/?a=1"):
+            r = m.post("/nodes", json={"name": "bad-url", "url": url, "public_key": key})
+            assert r.status_code == 422 and r.json()["field"] == "url", r.text
+        r = m.post("/nodes", json={"name": "bad-key", "url": "http://127.0.0.1:9",
+                                   "public_key": "!" * 43})  # fmt: skip
+        assert r.status_code == 422, r.text
+        # nothing listens there: the same answer as a wrong key, naming neither
+        r = m.post("/nodes", json={"name": "nobody", "url": "http://127.0.0.1:9",
+                                   "public_key": key})  # fmt: skip
+        assert r.status_code == 502
+        assert (
+            r.json()["detail"] == "no compute node signing with that key answered at that address"
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,8 +20,9 @@ from sqlalchemy.orm import Session
 from databourse.auth.policy import Principal, authorize
 from databourse.catalog import services as catalog
 from databourse.catalog.models import Product
-from databourse.compute import dpsql
+from databourse.compute import dpsql, nodeauth
 from databourse.compute.models import ComputeService, Node
+from databourse.compute.nodeclient import NodeFailed
 from databourse.compute.schemas import (
     FlService,
     NodeIn,
@@ -61,8 +63,19 @@ def service_state(c: ComputeService) -> dict[str, Any]:
 
 
 def _url(url: str) -> str:
-    if not url.startswith(("http://", "https://")):
-        raise ValidationFailed("a node's url must be http(s)", field="url")
+    """An http(s) URL with a host and nothing the node protocol does not sign: no
+    credentials, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValidationFailed(f"the node's url is not a URL: {exc}", field="url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed("a node's url must be http(s) with a host", field="url")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ValidationFailed(
+            "a node's url carries no credentials, query or fragment", field="url"
+        )
     return url.rstrip("/")
 
 
@@ -83,7 +96,15 @@ def register_node(
     if s.scalar(select(Node.id).where(Node.org_id == principal.org_id, Node.name == data.name)):
         raise Conflict(f"your organisation already has a node named {data.name}")
     url = _url(data.url)
-    info = probe(url, data.public_key)
+    try:
+        nodeauth.public_key(data.public_key)
+    except nodeauth.NodeAuthFailed as exc:
+        raise ValidationFailed(f"public_key: {exc}", field="public_key") from None
+    try:
+        info = probe(url, data.public_key)
+    except NodeFailed as exc:
+        # one answer for every way of failing, so registration is no probe of the network
+        raise NodeFailed("no compute node signing with that key answered at that address") from exc
     given = info.get("datasets")
     datasets: dict[str, Any] = given if isinstance(given, dict) else {}
     now = utcnow()
