@@ -145,17 +145,24 @@ def test_the_node_answers_only_the_exchange(exchange: Exchange, node: RunningNod
         stranger.call("GET", "info")
     # a captured request sent again is refused
     seed = exchange.ctx.compute.seed
-    headers = nodeauth.sign_request(nodeauth.private_key(seed), "GET", "/node/v1/info", b"")
+    exchange_key = nodeauth.private_key(seed)
+    headers = nodeauth.sign_request(exchange_key, node.public_key, "GET", "/node/v1/info", b"")
     assert httpx.get(node.url + "/node/v1/info", headers=headers).status_code == 200
+    assert httpx.get(node.url + "/node/v1/info", headers=headers).status_code == 401
+    # a request the exchange signed for another node is refused here
+    elsewhere = nodeauth.public_text(nodeauth.private_key(os.urandom(32)))
+    headers = nodeauth.sign_request(exchange_key, elsewhere, "GET", "/node/v1/info", b"")
     assert httpx.get(node.url + "/node/v1/info", headers=headers).status_code == 401
 
 
 def test_an_answer_not_signed_by_the_registered_key_is_refused(
     exchange: Exchange, node: RunningNode
 ) -> None:
+    # the exchange expects another node at this address: the request, signed for that
+    # node, is refused here, and an answer signed by this node would not be accepted
     impostor = nodeauth.public_text(nodeauth.private_key(os.urandom(32)))
     client = HttpNode("n", node.url, impostor, exchange.ctx.compute.seed)
-    with pytest.raises(NodeFailed, match="not signed by the registered node"):
+    with pytest.raises(NodeFailed):
         client.call("GET", "info")
 
 
@@ -181,8 +188,12 @@ def test_no_answer_of_the_node_carries_a_row(exchange: Exchange, node: RunningNo
     # PSI: the node as initiator and as responder, with itself as the other side
     m1 = n.call("POST", "psi/request", {"job": "p1", "dataset": "ids", "column": "id",
                                         "reveal": "intersection"})  # fmt: skip
-    m2 = n.call("POST", "psi/reply", {"job": "p1", "dataset": "people", "column": "pid",
-                                      "message": m1["message"]})  # fmt: skip
+    reply = {"job": "p1", "dataset": "people", "column": "pid", "message": m1["message"]}
+    # the responder holds the initiator's header to the reveal the job authorised
+    with pytest.raises(NodeRefused) as widened:
+        n.call("POST", "psi/reply", {**reply, "reveal": "cardinality"})
+    assert widened.value.slug == "invalid-psi-input"
+    m2 = n.call("POST", "psi/reply", {**reply, "reveal": "intersection"})
     got = n.call("POST", "psi/finish", {"job": "p1", "message": m2["message"]})
     assert got["intersection_size"] == 50
     # federated training messages

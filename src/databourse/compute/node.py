@@ -281,6 +281,13 @@ class NodeRuntime:
     def psi_reply(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The responder's answer to the initiator's message (its items stay blinded)."""
         request = _unb64(body.get("message"), "message")
+        header = psi.read_header(request)
+        if header.kind != "request" or header.reveal != body.get("reveal"):
+            # the initiator writes the header: the responder holds it to what was authorised
+            raise InvalidPSIInput(
+                f"the request asks to reveal {header.reveal}; the job authorised "
+                f"{body.get('reveal')}"
+            )
         responder = psi.Responder(self._psi_items(body), workers=self.psi_workers)
         return {"message": _b64(responder.reply(request))}
 

@@ -44,6 +44,7 @@ def create_node_app(runtime: NodeRuntime, exchange_key: str, node_seed: bytes) -
     """The node's ASGI app: ``runtime`` answering the exchange holding ``exchange_key``."""
     exchange = nodeauth.public_key(exchange_key)
     key = nodeauth.private_key(node_seed)
+    me = nodeauth.public_text(key)
     nonces = nodeauth.Nonces()
     app = FastAPI(
         title=f"DataBourse compute node {runtime.name}",
@@ -65,12 +66,12 @@ def create_node_app(runtime: NodeRuntime, exchange_key: str, node_seed: bytes) -
 
     @app.api_route(PREFIX + "/{step:path}", methods=["GET", "POST"])
     async def handle(step: str, request: Request) -> Response:
-        raw = await request.body()
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            if len(raw) > MAX_BODY:
-                raise nodeauth.NodeAuthFailed("the request is too large")
-            nonce = nodeauth.verify_request(exchange, request.method, target, raw, request.headers)
+            raw = await _bounded_body(request)
+            nonce = nodeauth.verify_request(
+                exchange, me, request.method, target, raw, request.headers
+            )
             if not nonces.first_use(nonce):
                 raise nodeauth.NodeAuthFailed("the request was replayed")
         except nodeauth.NodeAuthFailed as exc:
@@ -94,6 +95,23 @@ def create_node_app(runtime: NodeRuntime, exchange_key: str, node_seed: bytes) -
         return signed(nonce, 200, result)
 
     return app
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The body, read only from a request that carries a signature and within
+    ``MAX_BODY``: an unauthenticated caller cannot make the node buffer much."""
+    if not nodeauth.has_signature(request.headers):
+        raise nodeauth.NodeAuthFailed("the request is not signed")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise nodeauth.NodeAuthFailed("the request is too large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise nodeauth.NodeAuthFailed("the request is too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class InvalidNodeRequest(DataBourseError):

@@ -6,8 +6,12 @@ the other's public key in advance (the node from its configuration, the exchange
 the node's registration), so neither a stranger's request nor a replayed or substituted
 answer is accepted. What is signed:
 
-    request:  "databourse-node-request-v1" ⏎ METHOD ⏎ path?query ⏎ unix time ⏎ nonce ⏎ SHA-256(body)
+    request:  "databourse-node-request-v2" ⏎ node's public key ⏎ METHOD ⏎ path?query ⏎
+              unix time ⏎ nonce ⏎ SHA-256(body)
     response: "databourse-node-response-v1" ⏎ nonce ⏎ status ⏎ SHA-256(body)
+
+A request names the node it is for (its public key): a node refuses one meant for another
+node, so a node that receives a signed request cannot replay it to a third node.
 
 A request older or newer than ``MAX_SKEW`` seconds is refused; a node remembers the
 nonces it has seen within that window, so a captured request cannot be sent again.
@@ -65,11 +69,12 @@ def public_key(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def _request_text(method: str, target: str, at: int, nonce: str, body: bytes) -> bytes:
+def _request_text(
+    audience: str, method: str, target: str, at: int, nonce: str, body: bytes
+) -> bytes:
     digest = hashlib.sha256(body).hexdigest()
-    return "\n".join(
-        ("databourse-node-request-v1", method.upper(), target, str(at), nonce, digest)
-    ).encode()
+    parts = ("databourse-node-request-v2", audience, method.upper(), target, str(at), nonce)
+    return "\n".join((*parts, digest)).encode()
 
 
 def _response_text(nonce: str, status: int, body: bytes) -> bytes:
@@ -78,12 +83,18 @@ def _response_text(nonce: str, status: int, body: bytes) -> bytes:
 
 
 def sign_request(
-    key: Ed25519PrivateKey, method: str, target: str, body: bytes, at: int | None = None
+    key: Ed25519PrivateKey,
+    audience: str,
+    method: str,
+    target: str,
+    body: bytes,
+    at: int | None = None,
 ) -> dict[str, str]:
-    """Headers that authenticate a request to ``target`` (path and query)."""
+    """Headers that authenticate a request to ``target`` (path and query) of the node whose
+    public key is ``audience``."""
     at = int(time.time()) if at is None else at
     nonce = secrets.token_urlsafe(18)
-    sig = key.sign(_request_text(method, target, at, nonce, body))
+    sig = key.sign(_request_text(audience, method, target, at, nonce, body))
     return {TIME: str(at), NONCE: nonce, SIGNATURE: b64(sig)}
 
 
@@ -96,13 +107,15 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 def verify_request(
     key: Ed25519PublicKey,
+    audience: str,
     method: str,
     target: str,
     body: bytes,
     headers: Mapping[str, str],
     now: float | None = None,
 ) -> str:
-    """The request's nonce if its signature is the holder of ``key``'s and it is fresh."""
+    """The request's nonce if its signature is the holder of ``key``'s, it is fresh and it
+    is meant for the node whose public key is ``audience``."""
     at_text, nonce = _header(headers, TIME), _header(headers, NONCE)
     sig = unb64(_header(headers, SIGNATURE))
     try:
@@ -115,7 +128,7 @@ def verify_request(
     if not 16 <= len(nonce) <= 64:
         raise NodeAuthFailed("the nonce is malformed")
     try:
-        key.verify(sig, _request_text(method, target, at, nonce, body))
+        key.verify(sig, _request_text(audience, method, target, at, nonce, body))
     except InvalidSignature as exc:
         raise NodeAuthFailed("the signature does not match") from exc
     return nonce
@@ -156,3 +169,8 @@ class Nonces:
                 return False
             self._seen[nonce] = now
             return True
+
+
+def has_signature(headers: Mapping[str, str]) -> bool:
+    """Whether the headers carry a signature at all (checked before a body is read)."""
+    return all(headers.get(h) or headers.get(h.lower()) for h in (TIME, NONCE, SIGNATURE))

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from databourse.compute import jobs, psi
+from databourse.compute.errors import InvalidPSIInput
 from databourse.compute.models import ComputeService, Job, Node
 from databourse.compute.nodeclient import NodeClient, NodeFailed
 from databourse.db import utcnow
@@ -34,6 +35,18 @@ from databourse.uow import Actor, UnitOfWork
 
 log = logging.getLogger("databourse.compute.runner")
 RUNNER = Actor("system", "compute-runner")
+
+
+#: What the buyer's node may report of a PSI's result (the exchange keeps nothing else).
+PSI_RESULT = ("cardinality", "intersection_size", "sha256", "output")
+
+
+def _message(answer: dict[str, Any]) -> bytes:
+    """A relayed PSI message from a node's answer; a malformed one fails the job."""
+    try:
+        return base64.b64decode(answer["message"], validate=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise NodeFailed("a node answered the PSI with no valid message") from exc
 
 
 class Cancelled(Exception):
@@ -188,27 +201,35 @@ class JobRunner:
              "reveal": req["reveal"]},
         )  # fmt: skip
         self.progress(job.id, 1 / 3, f"relayed the buyer node's message to {responder.name}")
+        header = psi.read_header(_message(m1))
+        if header.kind != "request" or header.reveal != req["reveal"]:
+            raise InvalidPSIInput(
+                f"the buyer's node asked to reveal {header.reveal}, not the authorised "
+                f"{req['reveal']}"
+            )
         m2 = responder.call(
             "POST",
             "psi/reply",
             {"job": job.id, "dataset": svc.spec["dataset"], "column": svc.spec["column"],
-             "message": m1["message"]},
+             "reveal": req["reveal"], "message": m1["message"]},
         )  # fmt: skip
         self.progress(job.id, 2 / 3, f"relayed {responder.name}'s answer to the buyer's node")
         result = initiator.call("POST", "psi/finish", {"job": job.id, "message": m2["message"]})
-        sizes = [len(psi.transcript_items(base64.b64decode(m["message"]))) for m in (m1, m2)]
+        sizes = [len(psi.transcript_items(_message(m))) for m in (m1, m2)]
         transcript = [
-            {"from": who, "sha256": hashlib.sha256(base64.b64decode(m["message"])).hexdigest(),
-             "elements": n}
+            {"from": who, "sha256": hashlib.sha256(_message(m)).hexdigest(), "elements": n}
             for who, m, n in ((initiator.name, m1, sizes[0]), (responder.name, m2, sizes[1]))
-        ]  # fmt: skip
-        out = {
-            "reveal": req["reveal"],
-            "initiator": initiator.name,
-            "responder": responder.name,
-            **result,
-            "transcript": transcript,
-        }
+        ]
+        out: dict[str, Any] = {k: result[k] for k in PSI_RESULT if k in result}
+        for k in ("cardinality", "intersection_size"):
+            if k in out and (isinstance(out[k], bool) or not isinstance(out[k], int)):
+                raise NodeFailed(f"node {initiator.name} answered the PSI with a bad {k}")
+        out.update(
+            reveal=req["reveal"],
+            initiator=initiator.name,
+            responder=responder.name,
+            transcript=transcript,
+        )
         return out, self._events(job, {"call": 1, "row": sizes[0]}, utcnow())
 
     def _fl(self, job: Job, svc: ComputeService) -> tuple[dict[str, Any], list[usage.UsageEvent]]:
