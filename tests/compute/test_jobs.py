@@ -462,3 +462,83 @@ def test_threshold_mode_on_hosted_data_suppresses_small_groups(exchange: Exchang
     assert got == expected  # exact, and the 5-person group is not there
     assert r["suppressed_groups"] == 1
     refused(raw, 422, "query-not-private")
+
+
+def test_the_merchant_sees_a_job_but_not_its_result(exchange: Exchange) -> None:
+    buyer, cid = fresh_contract(exchange, "差分隐私", "statistics", epsilon_micro=100_000)
+    with world.client(exchange, buyer) as b:
+        job = ok(sql(b, cid, COUNT_BY_PROVINCE), 201)
+    assert job["result"] is not None
+    with exchange.as_demo("merchant_b") as m:
+        seen = ok(m.get(f"/jobs/{job['id']}"))
+        listed = ok(m.get(f"/contracts/{cid}/jobs"))
+    assert seen["state"] == "succeeded" and seen["result_sha256"] == job["result_sha256"]
+    assert seen["result"] is None and listed[0]["result"] is None
+    with exchange.as_demo("regulator") as r:
+        assert ok(r.get(f"/jobs/{job['id']}"))["result"] == job["result"]
+
+
+def test_max_calls_holds_under_parallel_submissions(exchange: Exchange) -> None:
+    buyer = world.party(exchange, ["buyer"])
+    body = {
+        "product_id": product(exchange, "差分隐私"),
+        "purpose": "statistics",
+        "plan": PER_JOB,
+        "term_days": 30,
+        "billing": "prepaid",
+        "policy": {
+            "purposes": ["statistics"],
+            "term_days": 30,
+            "territories": ["CN"],
+            "onward": {"mode": "prohibited"},
+            "duties": ["attribution", "delete_at_term_end"],
+            "count": {"max_calls": 2},
+            "output": {"aggregates_only": True, "epsilon_micro": 1_000_000},
+        },
+    }
+    with world.client(exchange, buyer) as b, exchange.as_demo("merchant_b") as m:
+        c = ok(b.post("/contracts", json=body, headers=key()), 201)
+        ok(b.post(f"/contracts/{c['id']}/sign"))
+        ok(m.post(f"/contracts/{c['id']}/sign"))
+
+    def one(_: int) -> int:
+        with world.client(exchange, buyer) as b:
+            q = {"kind": "sql", "sql": COUNT_BY_PROVINCE, "epsilon": 0.01}
+            return b.post(f"/contracts/{c['id']}/jobs", json=q).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(one, range(8)))
+    assert codes == [201, 201] + [403] * 6
+
+
+def test_a_job_authorised_under_an_earlier_declaration_does_not_run(exchange: Exchange) -> None:
+    from databourse.auth.services import principal_for_email
+    from databourse.compute import jobs, services
+    from databourse.compute.models import ComputeService, Job
+    from databourse.compute.schemas import SqlJobIn, SqlService
+    from databourse.uow import Actor, UnitOfWork
+
+    buyer, cid = fresh_contract(exchange, "差分隐私", "statistics", epsilon_micro=100_000)
+    ctx = exchange.ctx
+    me = buyer.principal
+    with UnitOfWork(ctx.writes, Actor(me.kind, me.id, me.org_id)) as uow:
+        body = SqlJobIn(kind="sql", sql=COUNT_BY_PROVINCE, epsilon=0.1)
+        job = jobs.submit(uow, me, cid, body)
+        uow.commit()
+    pid = product(exchange, "差分隐私")
+    with ctx.reads() as s:
+        merchant = principal_for_email(s, "merchant-b@databourse.example")
+        svc = s.get(ComputeService, pid)
+        assert svc is not None
+        again = SqlService.model_validate(
+            {"kind": "sql", "node_id": svc.node_id, "schema": svc.spec["schema"],
+             "tables": svc.spec["tables"]}
+        )  # fmt: skip
+    with UnitOfWork(ctx.writes, Actor(merchant.kind, merchant.id, merchant.org_id)) as uow:
+        services.declare(uow, merchant, pid, again)
+        uow.commit()
+    ctx.compute.runner.run(job.id)
+    with ctx.reads() as s:
+        done = s.get(Job, job.id)
+        assert done is not None
+        assert done.state == "failed" and "declared again" in done.problem["detail"]

@@ -46,11 +46,11 @@ def exchange_key(caller: Caller, ctx: Ctx) -> Any:
 def register_node(body: NodeIn, caller: Caller, ctx: Ctx, cmd: Cmd) -> Any:
     """Register your organisation's compute node. The exchange first asks the node for its
     datasets over a signed exchange, so the address and the key must belong together."""
-    return cmd.run(
-        lambda uow: services.register_node(uow, caller, body, ctx.compute.probe),
-        body,
-        status_code=201,
-    )
+    from databourse.auth.policy import authorize
+
+    authorize(caller, "node.register", caller.org_id)
+    info = services.probe_node(ctx.compute.probe, body)  # no transaction is open meanwhile
+    return cmd.run(lambda uow: services.register_node(uow, caller, body, info), body, 201)
 
 
 @router.get("/nodes", response_model=list[NodeOut], openapi_extra=action("node.read"))
@@ -107,7 +107,7 @@ async def _await_end(ctx: Ctx, caller: Any, job_id: str, wait: float) -> JobOut:
 
 def _read_job(ctx: Ctx, caller: Any, job_id: str) -> JobOut:
     with ctx.reads() as s:
-        return jobs.out(jobs.get(s, caller, job_id))
+        return jobs.visible(jobs.get(s, caller, job_id), caller)
 
 
 @router.post(
@@ -161,7 +161,7 @@ def list_jobs(
     session: ReadSession,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
-    return [jobs.out(j) for j in jobs.list_for(session, caller, contract_id, limit)]
+    return [jobs.visible(j, caller) for j in jobs.list_for(session, caller, contract_id, limit)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, openapi_extra=action("job.read"))

@@ -114,7 +114,8 @@ def node_register(
 
     with exchange() as ctx:
         body = NodeIn(name=name, url=url, public_key=public_key)
-        n = run(ctx, as_, lambda uow, p: services.register_node(uow, p, body, ctx.compute.probe))
+        info = services.probe_node(ctx.compute.probe, body)
+        n = run(ctx, as_, lambda uow, p: services.register_node(uow, p, body, info))
     console.print(f"registered node {n.id} ({escape(n.name)}) holding {', '.join(n.datasets)}")
 
 

@@ -1059,6 +1059,7 @@ class _Planner:
             rows_from = exp.alias_(
                 exp.Subquery(this=bounded), f"{RESERVED}bounded", table=True, quoted=True
             )
+
         def statistics(rows: exp.Expr) -> str:
             final = exp.select(*[c.copy() for c in key_cols], *[x.copy() for x in stats])
             final = final.from_(rows)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from databourse.api.context import AppContext
 
 
+PROBE_TIMEOUT = httpx.Timeout(5.0)
+
+
 def exchange_seed(custody_secret: bytes) -> bytes:
     """The seed of the key the exchange signs its requests to nodes with."""
     return keys.derive(custody_secret, "compute-node-signing")
@@ -72,10 +75,12 @@ class ComputeState:
         return HttpNode(node.name, node.url, node.public_key, self.seed, client=self.http)
 
     def probe(self, url: str, public_key: str) -> dict[str, Any]:
-        """Ask a node being registered for its info: reachable, and signing with the key."""
-        return HttpNode("new node", url, public_key, self.seed, client=self.http).call(
-            "GET", "info"
-        )
+        """Ask a node being registered for its info: reachable, and signing with the key.
+        A few seconds at most: a node that is slow to say who it is is not registered."""
+        with httpx.Client(timeout=PROBE_TIMEOUT) as client:
+            return HttpNode("new node", url, public_key, self.seed, client=client).call(
+                "GET", "info"
+            )
 
     def close(self) -> None:
         self.runner.close()

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from databourse.auth.policy import Principal, authorize
+from databourse.auth.policy import OP, REG, Principal, authorize
 from databourse.catalog.policy import UsagePolicy
 from databourse.compute import budget as budget_units
 from databourse.compute import budgets, dpsql
@@ -74,6 +74,16 @@ def state(j: Job) -> dict[str, Any]:
     }
 
 
+def visible(j: Job, principal: Principal) -> JobOut:
+    """The job as ``principal`` may see it: the result is the buyer's (and the exchange's
+    and regulator's, who audit); the merchant sees that a job ran, not what it gave."""
+    seen = out(j)
+    auditor = principal.kind == "system" or bool({OP, REG} & set(principal.roles))
+    if principal.org_id != j.buyer_org_id and not auditor:
+        seen = seen.model_copy(update={"result": None})
+    return seen
+
+
 def out(j: Job) -> JobOut:
     return JobOut(
         id=j.id,
@@ -101,11 +111,14 @@ def result_hash(result: dict[str, Any]) -> str:
 
 
 def _contract(session: Session, principal: Principal, contract_id: str) -> Contract:
+    """The contract, locked: concurrent submissions on it are counted one after another."""
     c = session.get(Contract, contract_id)
     if c is None:
         raise NotFound(f"contract {contract_id} not found")
     authorize(principal, "job.submit", c.buyer_org_id)
-    return c
+    locked = session.get(Contract, contract_id, with_for_update=True, populate_existing=True)
+    assert locked is not None
+    return locked
 
 
 def _service(session: Session, product_id: str, kind: str) -> ComputeService:

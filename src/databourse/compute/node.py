@@ -37,6 +37,7 @@ SESSION_SECONDS = 3600  # a PSI or training session's state is dropped after an 
 DATASET_NAME = r"^[A-Za-z0-9_:.\-]{1,120}$"
 PSI_REVEALS = ("cardinality", "intersection")
 FL_STEPS = ("message", "end")
+PER_UNIT_CACHE = 8  # datasets whose rows per privacy unit a node remembers
 
 
 class UnknownDataset(NotFound):
@@ -258,6 +259,9 @@ class NodeRuntime:
             return hit[1]
         n = dprun.rows_per_unit(table, unit)
         with self._lock:
+            self._per_unit.pop(key, None)
+            while len(self._per_unit) >= PER_UNIT_CACHE:  # drop the oldest: it holds a table
+                self._per_unit.pop(next(iter(self._per_unit)))
             self._per_unit[key] = (table, n)
         return n
 

@@ -30,7 +30,10 @@ u-coordinates, the x-only form of RFC 7748, so P and −P are one element.
   about half of all u-coordinates lie on the twist, which side a u-coordinate is on is
   public (a Legendre symbol), and scalar multiplication keeps the side, so every
   blinded element would reveal one bit of its item's hash: enough to filter a
-  dictionary of guesses by half per element and per session.
+  dictionary of guesses by half per element and per session. One Elligator map is a
+  nonuniform encoding (RFC 9380's ``encode_to_curve``); DH-PSI's privacy argument needs
+  hashed points of unknown discrete logarithm that a proof can plant, which the map's
+  efficient inverse and bounded preimages allow, not uniformity (docs/psi.md).
 - Blinding. X25519(k, u) = x([s]P) where the clamped scalar s = 8·k′, 2^251 ≤ k′ < 2^252,
   is drawn afresh for each session. On G, multiplication by s is a bijection, so
   blinding introduces no collisions and [s]P = ±[s]Q only if P = ±Q.
@@ -52,7 +55,7 @@ blinding scalar ranges over the 2^251 clamped values rather than all of Z_ℓ, t
 assumption X25519 key agreement rests on. ``group="edwards25519"`` is the textbook
 variant: canonical encodings of points of G on edwards25519, scalars uniform in [1, ℓ),
 and libsodium's ``crypto_scalarmult_ed25519_noclamp``, which refuses anything that is not
-a point of G of order ℓ. It is about four times slower.
+a point of G of order ℓ. It is two to three times slower end to end.
 
 Messages. A header (magic ``DBPS``, version, kind, group, reveal, session salt, counts; a
 reply also carries the request's digest, which binds it to the request) is followed by

@@ -29,7 +29,7 @@ from databourse.compute.errors import InvalidPSIInput
 from databourse.compute.models import ComputeService, Job, Node
 from databourse.compute.nodeclient import NodeClient, NodeFailed
 from databourse.db import utcnow
-from databourse.errors import DataBourseError
+from databourse.errors import Conflict, DataBourseError
 from databourse.settlement import usage
 from databourse.uow import Actor, UnitOfWork
 
@@ -127,6 +127,11 @@ class JobRunner:
                 svc = s.get(ComputeService, job.product_id)
                 assert svc is not None
                 s.expunge_all()
+            if svc.revision != job.request.get("service_revision") or svc.kind != job.kind:
+                raise Conflict(
+                    "the product's compute service was declared again after the job was "
+                    "authorised; submit the job again"
+                )
             run = {"sql": self._sql, "psi": self._psi, "fl": self._fl}[job.kind]
             result, events = run(job, svc)
             self._transition(

@@ -82,29 +82,40 @@ def _url(url: str) -> str:
 # Nodes ------------------------------------------------------------------------------------
 
 
-def register_node(
-    uow: UnitOfWork,
-    principal: Principal,
-    data: NodeIn,
-    probe: Callable[[str, str], dict[str, Any]],
-) -> NodeOut:
-    """Register the caller's organisation's node. ``probe(url, public_key)`` asks the node
-    for its ``info`` over a signed exchange (so the key and the address belong together);
-    what it answers — the node's datasets and their columns, never rows — is recorded."""
-    authorize(principal, "node.register", principal.org_id)
-    s = uow.session
-    if s.scalar(select(Node.id).where(Node.org_id == principal.org_id, Node.name == data.name)):
-        raise Conflict(f"your organisation already has a node named {data.name}")
+def check_node(data: NodeIn) -> str:
+    """The node's address, once its form and the key's are checked: before any probe."""
     url = _url(data.url)
     try:
         nodeauth.public_key(data.public_key)
     except nodeauth.NodeAuthFailed as exc:
         raise ValidationFailed(f"public_key: {exc}", field="public_key") from None
+    return url
+
+
+def probe_node(probe: Callable[[str, str], dict[str, Any]], data: NodeIn) -> dict[str, Any]:
+    """Ask the node for its info, outside any transaction. Every way of failing gives the
+    same answer, so registration is no probe of the network."""
+    url = check_node(data)
     try:
         info = probe(url, data.public_key)
-    except NodeFailed as exc:
-        # one answer for every way of failing, so registration is no probe of the network
-        raise NodeFailed("no compute node signing with that key answered at that address") from exc
+    except Exception as exc:
+        raise NodeFailed("no compute node signing with that key answered at that address") from (
+            exc
+        )
+    return info
+
+
+def register_node(
+    uow: UnitOfWork, principal: Principal, data: NodeIn, info: dict[str, Any]
+) -> NodeOut:
+    """Register the caller's organisation's node, with the ``info`` it gave when probed
+    (``probe_node``: a signed exchange, so the key and the address belong together) — its
+    datasets and their columns, never rows."""
+    authorize(principal, "node.register", principal.org_id)
+    s = uow.session
+    if s.scalar(select(Node.id).where(Node.org_id == principal.org_id, Node.name == data.name)):
+        raise Conflict(f"your organisation already has a node named {data.name}")
+    url = check_node(data)
     given = info.get("datasets")
     datasets: dict[str, Any] = given if isinstance(given, dict) else {}
     now = utcnow()
