@@ -30,7 +30,7 @@ run: seed
 test: venv
 	$(BIN)/databourse db upgrade
 	$(BIN)/databourse demo seed
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
