@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+import uvicorn
 from sqlalchemy import select
 
 from databourse.settings import get_settings
@@ -43,13 +46,8 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     )
     with seeded(console) as c:
         app = create_app(get_settings(), configure_logging=False)
-        import uvicorn
-
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)
         server = uvicorn.Server(config)
-        import threading
-        import time
-
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from databourse.api.deps import Caller, Cmd, Ctx, ReadSession, action
+from databourse.auth.policy import authorize
 from databourse.compute import jobs, services
 from databourse.compute.schemas import (
     BudgetOut,
@@ -34,8 +36,6 @@ MAX_WAIT = 60.0
 def exchange_key(caller: Caller, ctx: Ctx) -> Any:
     """The public key the exchange signs its requests to compute nodes with: put it in a
     node's configuration (``databourse node init --exchange-key``)."""
-    from databourse.auth.policy import authorize
-
     authorize(caller, "node.exchange_key")
     return ExchangeKeyOut(public_key=ctx.compute.public_key)
 
@@ -46,8 +46,6 @@ def exchange_key(caller: Caller, ctx: Ctx) -> Any:
 def register_node(body: NodeIn, caller: Caller, ctx: Ctx, cmd: Cmd) -> Any:
     """Register your organisation's compute node. The exchange first asks the node for its
     datasets over a signed exchange, so the address and the key must belong together."""
-    from databourse.auth.policy import authorize
-
     authorize(caller, "node.register", caller.org_id)
     info = services.probe_node(ctx.compute.probe, body)  # no transaction is open meanwhile
     return cmd.run(lambda uow: services.register_node(uow, caller, body, info), body, 201)
@@ -140,8 +138,6 @@ async def submit_job(
             raise
 
     response = await asyncio.to_thread(submit)
-    import json
-
     job = json.loads(bytes(response.body))
     if job.get("state") == "authorised" and response.headers.get("Idempotent-Replayed") is None:
         ctx.compute.runner.start(job["id"])

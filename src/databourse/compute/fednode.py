@@ -23,15 +23,12 @@ def step(runtime: NodeRuntime, name: str, body: Mapping[str, Any]) -> dict[str, 
         runtime.drop(job)
         return {"ended": job}
     spec = federated.TrainingSpec.from_dict(body.get("spec") or {})
-    try:
-        holder, digest = runtime._get(job, "fl")
-    except Exception:
-        holder, digest = None, None
+    holder, digest = runtime.session(job, "fl") or (None, None)
     if holder is None or digest != spec.digest():
         dataset = body.get("dataset")
         if not isinstance(dataset, str):
             raise InvalidTrainingSpec("name the dataset")
         holder = federated.Holder.from_arrow(runtime.datasets.table(dataset), spec)
         digest = spec.digest()
-        runtime._put(job, "fl", (holder, digest))
+        runtime.start_session(job, "fl", (holder, digest))
     return federated.handle_message(holder, spec, body.get("message") or {})

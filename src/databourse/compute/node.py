@@ -30,7 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from databourse.compute import dprun, dpsql, psi
-from databourse.compute.errors import InvalidPSIInput, InvalidTrainingSpec, QueryNotPrivate
+from databourse.compute.errors import InvalidPSIInput, QueryNotPrivate
 from databourse.errors import NotFound, ValidationFailed
 
 SESSION_SECONDS = 3600  # a PSI or training session's state is dropped after an hour idle
@@ -210,6 +210,18 @@ class NodeRuntime:
                 raise NodeSessionMissing(f"no {kind} session for job {job} on this node", job=job)
             s.touched = time.monotonic()
             return s.state
+
+    def session(self, job: str, kind: str) -> Any:
+        """A job's session state, or None (for steps that start one when there is none)."""
+        with self._lock:
+            s = self._sessions.get((job, kind))
+            if s is None:
+                return None
+            s.touched = time.monotonic()
+            return s.state
+
+    def start_session(self, job: str, kind: str, state: Any) -> None:
+        self._put(job, kind, state)
 
     def drop(self, job: str) -> None:
         with self._lock:
@@ -400,7 +412,6 @@ def canonical(obj: Any) -> bytes:
 __all__ = [
     "DATASET_NAME",
     "FileDatasets",
-    "InvalidTrainingSpec",
     "NodeConfig",
     "NodeRuntime",
     "TableSource",

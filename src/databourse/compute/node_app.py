@@ -13,6 +13,7 @@ signed like any answer. The routes are the runtime's steps:
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -121,8 +122,6 @@ class InvalidNodeRequest(DataBourseError):
 
 
 def request_json(raw: bytes) -> dict[str, Any]:
-    import json
-
     try:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
