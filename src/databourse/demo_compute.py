@@ -268,17 +268,22 @@ def _register_nodes(ctx: AppContext, emails: dict[str, str]) -> dict[str, str]:
     ids: dict[str, str] = {}
     for name, runtime in runtimes(ctx.settings).items():
         owner = principal_of(ctx.writes, emails[NODES[name][0]])
+        url = f"{base}{PREFIX}/{name}"
         with ctx.reads() as s:
-            found = s.scalar(select(Node.id).where(Node.org_id == owner.org_id, Node.name == name))
-        if found:
-            ids[name] = found
+            found = s.scalar(select(Node).where(Node.org_id == owner.org_id, Node.name == name))
+        if found is not None:
+            ids[name] = found.id
+            if found.url != url:  # the exchange is served elsewhere now (another port)
+                with UnitOfWork(ctx.writes, _actor(owner)) as uow:
+                    compute.move_node(uow, owner, found.id, url, runtime.info())
+                    uow.commit()
             continue
         key = public_text(private_key(node_seed(ctx.custody_secret, name)))
         with UnitOfWork(ctx.writes, _actor(owner)) as uow:
             n = compute.register_node(
                 uow,
                 owner,
-                cs.NodeIn(name=name, url=f"{base}{PREFIX}/{name}", public_key=key),
+                cs.NodeIn(name=name, url=url, public_key=key),
                 runtime.info(),  # the demo nodes are not served yet: asked in process
             )
             uow.commit()

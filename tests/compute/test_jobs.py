@@ -542,3 +542,31 @@ def test_a_job_authorised_under_an_earlier_declaration_does_not_run(exchange: Ex
         done = s.get(Job, job.id)
         assert done is not None
         assert done.state == "failed" and "declared again" in done.problem["detail"]
+
+
+def test_seeding_again_at_another_address_moves_the_demo_nodes(exchange: Exchange) -> None:
+    from databourse import demo
+    from databourse.demo_compute import seed_compute
+
+    emails = {d.key: d.email for d in demo.DEMO_ORGS}
+    settings = exchange.ctx.settings
+    original = settings.public_url
+    try:
+        settings.public_url = "http://127.0.0.1:9"
+        assert seed_compute(exchange.ctx, emails) == []  # nothing new is created
+        with exchange.ctx.reads() as s:
+            moved = s.scalar(select(Node.url).where(Node.name == "huadong-node"))
+        assert moved == "http://127.0.0.1:9/demo/nodes/huadong-node"
+    finally:
+        settings.public_url = original
+        seed_compute(exchange.ctx, emails)
+    with exchange.ctx.reads() as s:
+        back = s.scalar(select(Node.url).where(Node.name == "huadong-node"))
+        kinds = s.scalars(
+            select(LedgerEntry.kind).where(LedgerEntry.subject == node_id(exchange, "huadong-node"))
+        ).all()
+    assert back == f"{original}/demo/nodes/huadong-node"
+    assert kinds == ["node.registered", "node.moved", "node.moved"]
+    cid = demo_contract(exchange, "隐私求交")
+    with exchange.as_demo("buyer_a") as b:  # and the node answers at its address again
+        assert psi_job(exchange, b, cid, "cardinality")["state"] == "succeeded"

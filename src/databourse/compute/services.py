@@ -143,6 +143,25 @@ def register_node(
     return NodeOut.model_validate(n)
 
 
+def move_node(
+    uow: UnitOfWork, principal: Principal, node_id: str, url: str, info: dict[str, Any]
+) -> NodeOut:
+    """Record a node's new address (``node.moved``), with the ``info`` it gave there when
+    probed: the same key answering at the new address."""
+    n = uow.session.get(Node, node_id, with_for_update=True)
+    if n is None:
+        raise NotFound(f"node {node_id} not found")
+    authorize(principal, "node.register", n.org_id)
+    assert_untampered(uow, n.id, node_state(n))
+    n.url = check_node(NodeIn(name=n.name, url=url, public_key=n.public_key))
+    given = info.get("datasets")
+    n.datasets = given if isinstance(given, dict) else n.datasets
+    n.updated_at = utcnow()
+    uow.session.flush()
+    uow.record("node.moved", n.id, {"id": n.id, "url": n.url}, node_state(n), (n.org_id,))
+    return NodeOut.model_validate(n)
+
+
 def revoke_node(uow: UnitOfWork, principal: Principal, node_id: str) -> NodeOut:
     n = uow.session.get(Node, node_id, with_for_update=True)
     if n is None:
