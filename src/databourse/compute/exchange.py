@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pyarrow as pa
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from databourse.assets.models import DataFile
 from databourse.compute import nodeauth
@@ -51,11 +51,11 @@ class ComputeState:
         """``asset:<id>``: the asset's latest data file, typed (cached per file version)."""
         asset_id = name.removeprefix("asset:")
         with self.ctx.reads() as s:
-            version = s.scalar(
-                select(func.max(DataFile.version)).where(DataFile.asset_id == asset_id)
-            )
             df = s.scalar(
-                select(DataFile).where(DataFile.asset_id == asset_id, DataFile.version == version)
+                select(DataFile)
+                .where(DataFile.asset_id == asset_id)
+                .order_by(DataFile.version.desc())
+                .limit(1)
             )
             if not name.startswith("asset:") or df is None:
                 raise UnknownDataset(f"the exchange hosts no data for {name!r}", dataset=name)

@@ -104,6 +104,8 @@ class FileDatasets:
         path = self.paths.get(name)
         if path is None:
             raise UnknownDataset(f"this node holds no dataset {name!r}", dataset=name)
+        if column not in self.columns(name):
+            raise InvalidPSIInput(f"the dataset has no column {column!r}", column=column)
         if path.suffix.lower() == ".parquet":
             table = pq.read_table(path, columns=[column])
         else:
@@ -113,16 +115,22 @@ class FileDatasets:
             table = pacsv.read_csv(path, convert_options=options)
         return table.column(column).cast(pa.string())
 
+    def _schema(self, name: str) -> pa.Schema:
+        path = self.paths[name]
+        return (
+            pq.read_schema(path) if path.suffix.lower() == ".parquet" else self.table(name).schema
+        )
+
+    def columns(self, name: str) -> list[str]:
+        """The column names, from the file's header alone."""
+        path = self.paths[name]
+        if path.suffix.lower() == ".parquet":
+            return list(pq.read_schema(path).names)
+        with pacsv.open_csv(path) as reader:
+            return list(reader.schema.names)
+
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.names():
-            path = self.paths[name]
-            if path.suffix.lower() == ".parquet":
-                schema = pq.read_schema(path)
-            else:
-                schema = self.table(name).schema
-            out[name] = {"columns": column_types(schema)}
-        return out
+        return {n: {"columns": column_types(self._schema(n))} for n in self.names()}
 
 
 class TableSource:
@@ -139,7 +147,10 @@ class TableSource:
         return self._load(name)
 
     def text_column(self, name: str, column: str) -> pa.ChunkedArray:
-        return self._load(name).column(column).cast(pa.string())
+        table = self._load(name)
+        if column not in table.column_names:
+            raise InvalidPSIInput(f"the dataset has no column {column!r}", column=column)
+        return table.column(column).cast(pa.string())
 
     def describe(self) -> dict[str, Any]:
         return {n: {"columns": column_types(self.table(n).schema)} for n in self.names()}
@@ -280,8 +291,6 @@ class NodeRuntime:
     # PSI
     def _psi_items(self, body: Mapping[str, Any]) -> list[str]:
         dataset, column = _str(body, "dataset"), _str(body, "column")
-        if column not in self.datasets.table(dataset).column_names:
-            raise InvalidPSIInput(f"the dataset has no column {column!r}", column=column)
         return self.datasets.text_column(dataset, column).drop_null().to_pylist()
 
     def psi_request(self, body: Mapping[str, Any]) -> dict[str, Any]:
